@@ -1,0 +1,72 @@
+"""Strict input fields: what a client sends is exactly what it means, or a 400."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.validators import RegexValidator
+from rest_framework import serializers
+
+from bank.domain import MAX_CENTS
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """An integer that must be a JSON integer: no strings, no floats, no booleans."""
+
+    default_error_messages = {"invalid": "must be a whole number (a JSON integer)"}
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+def AmountField(**kwargs: Any) -> StrictIntegerField:  # noqa: N802 - a field factory
+    return StrictIntegerField(
+        min_value=1,
+        max_value=MAX_CENTS,
+        help_text=f"integer minor units (cents), 1 to {MAX_CENTS} (2^53 - 1)",
+        **kwargs,
+    )
+
+
+# Control characters (Unicode category Cc: C0, DEL, C1) are refused; the patterns put that
+# in the OpenAPI document, and a non-blank text needs one character that is not a space.
+_TEXT = r"[^\x00-\x1f\x7f-\x9f]"
+NO_CONTROL_CHARACTERS = RegexValidator(
+    rf"^{_TEXT}*$", message="must not contain control characters"
+)
+NOT_BLANK = RegexValidator(
+    r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$",
+    message="must not be blank or contain control characters",
+)
+
+
+class TextField(serializers.CharField):
+    """Text (a JSON string, nothing coerced) without NUL, lone surrogates or control characters."""
+
+    default_error_messages = {"invalid": "must be a string"}
+
+    def __init__(self, **kwargs: Any) -> None:
+        # Validate what was sent, not a trimmed copy (a leading form feed is still one);
+        # the domain trims surrounding spaces when it records the text.
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+        self.validators.append(NOT_BLANK if not self.allow_blank else NO_CONTROL_CHARACTERS)
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictSerializer(serializers.Serializer):
+    """A serializer for a JSON object body that refuses fields it does not know."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError({"non_field_errors": ["expected a JSON object"]})
+        unknown = sorted(set(data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError({name: ["unknown field"] for name in unknown})
+        return super().to_internal_value(data)

@@ -1,0 +1,33 @@
+"""A JSON parser that turns every malformed body into a 400, never a 500."""
+
+from __future__ import annotations
+
+import codecs
+import json
+from typing import Any
+
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser, get_encoding
+
+
+class SafeJSONParser(JSONParser):
+    """DRF's JSON parser plus what it misses.
+
+    Deeply nested JSON raises RecursionError, undecodable bytes UnicodeDecodeError; DRF's
+    parser only catches ValueError, so both would be 500s. NaN and Infinity are refused
+    (``STRICT_JSON``). Non-object bodies are left to the serializers (400 there).
+    """
+
+    def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
+        encoding = get_encoding(parser_context or {})
+        try:
+            decoded = codecs.getreader(encoding)(stream)
+            return json.load(decoded, parse_constant=json_strict_constant)
+        except RecursionError:
+            raise ParseError("JSON parse error - the body is nested too deeply") from None
+        except (ValueError, UnicodeError) as exc:
+            raise ParseError(f"JSON parse error - {exc}") from None
+
+
+def json_strict_constant(value: str) -> Any:
+    raise ValueError(f"{value} is not valid JSON")

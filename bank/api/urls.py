@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("accounts/", views.AccountCollectionApi.as_view(), name="accounts"),
+    path("accounts/<uuid:account_id>/", views.AccountDetailApi.as_view(), name="account"),
+    path(
+        "accounts/<uuid:account_id>/deposit/",
+        views.AccountDepositApi.as_view(),
+        name="account-deposit",
+    ),
+    path(
+        "accounts/<uuid:account_id>/withdraw/",
+        views.AccountWithdrawApi.as_view(),
+        name="account-withdraw",
+    ),
+    path(
+        "accounts/<uuid:account_id>/freeze/",
+        views.AccountFreezeApi.as_view(),
+        name="account-freeze",
+    ),
+    path(
+        "accounts/<uuid:account_id>/unfreeze/",
+        views.AccountUnfreezeApi.as_view(),
+        name="account-unfreeze",
+    ),
+    path(
+        "accounts/<uuid:account_id>/close/", views.AccountCloseApi.as_view(), name="account-close"
+    ),
+    path(
+        "accounts/<uuid:account_id>/events/",
+        views.AccountEventsApi.as_view(),
+        name="account-events",
+    ),
+    path(
+        "accounts/<uuid:account_id>/transactions/",
+        views.AccountTransactionsApi.as_view(),
+        name="account-transactions",
+    ),
+    path("transfers/", views.TransferCreateApi.as_view(), name="transfers"),
+]

@@ -1,0 +1,40 @@
+"""The pure domain model of accounts: no Django, no database, no telemetry."""
+
+from __future__ import annotations
+
+from .account import ACTIVE, CLOSED, FROZEN, Account, AccountSnapshot, balance_change
+from .errors import (
+    AccountNotActive,
+    BalanceNotZero,
+    DomainError,
+    InsufficientFunds,
+    InvalidAmount,
+    InvalidInput,
+    InvalidStateTransition,
+    InvalidTransfer,
+)
+from .events import EVENT_TYPES, AccountEvent, event_from_data
+from .money import CURRENCIES, MAX_CENTS, Money
+
+__all__ = [
+    "ACTIVE",
+    "CLOSED",
+    "CURRENCIES",
+    "EVENT_TYPES",
+    "FROZEN",
+    "MAX_CENTS",
+    "Account",
+    "AccountEvent",
+    "AccountNotActive",
+    "AccountSnapshot",
+    "BalanceNotZero",
+    "DomainError",
+    "InsufficientFunds",
+    "InvalidAmount",
+    "InvalidInput",
+    "InvalidStateTransition",
+    "InvalidTransfer",
+    "Money",
+    "balance_change",
+    "event_from_data",
+]

@@ -1,0 +1,311 @@
+"""The Account aggregate: rebuilt by applying its events; commands check rules and record."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from . import errors
+from .events import (
+    AccountClosed,
+    AccountEvent,
+    AccountFrozen,
+    AccountOpened,
+    AccountUnfrozen,
+    MoneyDeposited,
+    MoneyWithdrawn,
+    TransferReceived,
+    TransferSent,
+)
+from .money import MAX_CENTS, check_amount, check_currency
+from .text import DESCRIPTION_MAX, HOLDER_NAME_MAX, REASON_MAX, clean_text
+
+ACTIVE = "active"
+FROZEN = "frozen"
+CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSnapshot:
+    """What an account's state looks like frozen at a version (for the snapshot store)."""
+
+    version: int
+    state: dict[str, Any]
+
+
+class Account:
+    """An account: id, holder, currency, balance, status and the version of its history."""
+
+    SNAPSHOT_SCHEMA_VERSION = 1
+
+    __slots__ = ("id", "version", "holder_name", "currency", "balance_cents", "status", "_pending")
+
+    def __init__(self, account_id: uuid.UUID) -> None:
+        self.id = account_id
+        self.version = 0
+        self.holder_name = ""
+        self.currency = ""
+        self.balance_cents = 0
+        self.status: str | None = None
+        self._pending: list[AccountEvent] = []
+
+    # --- replay ------------------------------------------------------------------------
+
+    @classmethod
+    def from_events(
+        cls,
+        account_id: uuid.UUID,
+        events: Iterable[AccountEvent],
+        *,
+        snapshot: AccountSnapshot | None = None,
+    ) -> Account:
+        """Rebuild an account from a snapshot (if any) and the events after it."""
+        account = cls(account_id)
+        if snapshot is not None:
+            account._restore(snapshot)
+        for event in events:
+            account._apply(event)
+            account.version += 1
+        return account
+
+    def _apply(self, event: AccountEvent) -> None:
+        """The one place state changes: one transition per event type, no rules."""
+        match event:
+            case AccountOpened():
+                self.holder_name = event.holder_name
+                self.currency = event.currency
+                self.balance_cents = event.initial_balance_cents
+                self.status = ACTIVE
+            case MoneyDeposited() | TransferReceived():
+                self.balance_cents += event.amount_cents
+            case MoneyWithdrawn() | TransferSent():
+                self.balance_cents -= event.amount_cents
+            case AccountFrozen():
+                self.status = FROZEN
+            case AccountUnfrozen():
+                self.status = ACTIVE
+            case AccountClosed():
+                self.status = CLOSED
+            case _:
+                raise TypeError(f"an account cannot apply {type(event).__name__}")
+
+    def to_snapshot(self) -> AccountSnapshot:
+        return AccountSnapshot(
+            self.version,
+            {
+                "holder_name": self.holder_name,
+                "currency": self.currency,
+                "balance_cents": self.balance_cents,
+                "status": self.status,
+            },
+        )
+
+    def _restore(self, snapshot: AccountSnapshot) -> None:
+        state = snapshot.state
+        self.version = snapshot.version
+        self.holder_name = state["holder_name"]
+        self.currency = state["currency"]
+        self.balance_cents = state["balance_cents"]
+        self.status = state["status"]
+
+    # --- recording ---------------------------------------------------------------------
+
+    def _record(self, event: AccountEvent) -> None:
+        self._apply(event)
+        self.version += 1
+        self._pending.append(event)
+
+    @property
+    def pending_events(self) -> list[AccountEvent]:
+        return list(self._pending)
+
+    def collect_events(self) -> list[AccountEvent]:
+        """Return and forget the events recorded since the last call."""
+        pending, self._pending = self._pending, []
+        return pending
+
+    # --- commands ----------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        account_id: uuid.UUID,
+        *,
+        holder_name: str,
+        currency: str,
+        initial_balance_cents: int = 0,
+    ) -> Account:
+        """Open a new account.
+
+        Raises:
+            InvalidInput: the holder name or currency is malformed.
+            InvalidAmount: the initial balance is negative or over the bound.
+        """
+        name = clean_text("holder_name", holder_name, maximum=HOLDER_NAME_MAX, required=True)
+        check_currency(currency)
+        if initial_balance_cents != 0 or not isinstance(initial_balance_cents, int):
+            check_amount(initial_balance_cents)  # zero is the one amount an opening may have
+        account = cls(account_id)
+        account._record(
+            AccountOpened(
+                holder_name=name, currency=currency, initial_balance_cents=initial_balance_cents
+            )
+        )
+        return account
+
+    def _require_active(self) -> None:
+        if self.status != ACTIVE:
+            raise errors.AccountNotActive(
+                errors.NOT_ACTIVE_MESSAGE.format(account_id=self.id, status=self.status),
+                account_status=self.status,
+            )
+
+    def _require_room(self, amount: int, operation: str) -> None:
+        if self.balance_cents + amount > MAX_CENTS:
+            raise errors.InvalidAmount(
+                errors.BALANCE_BOUND_MESSAGE.format(
+                    operation=operation,
+                    amount=amount,
+                    balance=self.balance_cents,
+                    maximum=MAX_CENTS,
+                ),
+                amount=amount,
+            )
+
+    def _require_funds(self, amount: int, operation: str) -> None:
+        if amount > self.balance_cents:
+            raise errors.InsufficientFunds(
+                operation=operation, available=self.balance_cents, requested=amount
+            )
+
+    def deposit(self, amount_cents: int, description: str = "") -> None:
+        """Put money in.
+
+        Raises:
+            InvalidAmount: not 1 to 2^53-1 cents, or the balance would pass the bound.
+            AccountNotActive: the account is frozen or closed.
+        """
+        check_amount(amount_cents)
+        text = clean_text("description", description, maximum=DESCRIPTION_MAX, required=False)
+        self._require_active()
+        self._require_room(amount_cents, "deposit")
+        self._record(MoneyDeposited(amount_cents=amount_cents, description=text))
+
+    def withdraw(self, amount_cents: int, description: str = "") -> None:
+        """Take money out.
+
+        Raises:
+            InvalidAmount: not 1 to 2^53-1 cents.
+            AccountNotActive: the account is frozen or closed.
+            InsufficientFunds: more than the balance.
+        """
+        check_amount(amount_cents)
+        text = clean_text("description", description, maximum=DESCRIPTION_MAX, required=False)
+        self._require_active()
+        self._require_funds(amount_cents, "withdrawal")
+        self._record(MoneyWithdrawn(amount_cents=amount_cents, description=text))
+
+    def freeze(self, reason: str) -> None:
+        """Stop all movements until unfrozen.
+
+        Raises:
+            InvalidStateTransition: the account is already frozen, or closed.
+        """
+        text = clean_text("reason", reason, maximum=REASON_MAX, required=True)
+        if self.status != ACTIVE:
+            raise errors.InvalidStateTransition(
+                errors.TRANSITION_MESSAGE.format(action="freeze", status=self.status),
+                account_status=self.status,
+            )
+        self._record(AccountFrozen(reason=text))
+
+    def unfreeze(self, reason: str) -> None:
+        """Allow movements again.
+
+        Raises:
+            InvalidStateTransition: the account is not frozen.
+        """
+        text = clean_text("reason", reason, maximum=REASON_MAX, required=True)
+        if self.status != FROZEN:
+            raise errors.InvalidStateTransition(
+                errors.TRANSITION_MESSAGE.format(action="unfreeze", status=self.status),
+                account_status=self.status,
+            )
+        self._record(AccountUnfrozen(reason=text))
+
+    def close(self, reason: str) -> None:
+        """Close the account for good (an active or frozen account with a zero balance).
+
+        Raises:
+            InvalidStateTransition: it is closed already.
+            BalanceNotZero: money is still in it.
+        """
+        text = clean_text("reason", reason, maximum=REASON_MAX, required=True)
+        if self.status == CLOSED:
+            raise errors.InvalidStateTransition(
+                errors.TRANSITION_MESSAGE.format(action="close", status=self.status),
+                account_status=self.status,
+            )
+        if self.balance_cents != 0:
+            raise errors.BalanceNotZero(
+                errors.BALANCE_NOT_ZERO_MESSAGE.format(
+                    account_id=self.id, balance=self.balance_cents
+                ),
+                balance_cents=self.balance_cents,
+            )
+        self._record(AccountClosed(reason=text))
+
+    def send_transfer(
+        self, *, transfer_id: uuid.UUID, to: Account, amount_cents: int, description: str = ""
+    ) -> None:
+        """Move money to another account: records TransferSent here, TransferReceived there.
+
+        Both sides are checked before either records anything.
+
+        Raises:
+            InvalidTransfer: the same account, or different currencies.
+            InvalidAmount, AccountNotActive, InsufficientFunds: as for withdraw and deposit.
+        """
+        check_amount(amount_cents)
+        text = clean_text("description", description, maximum=DESCRIPTION_MAX, required=False)
+        if to.id == self.id:
+            raise errors.InvalidTransfer(errors.SAME_ACCOUNT_MESSAGE)
+        if to.currency != self.currency:
+            raise errors.InvalidTransfer(
+                errors.CURRENCY_MISMATCH_MESSAGE.format(source=self.currency, target=to.currency)
+            )
+        self._require_active()
+        to._require_active()
+        self._require_funds(amount_cents, "transfer")
+        to._require_room(amount_cents, "transfer")
+        self._record(
+            TransferSent(
+                transfer_id=transfer_id,
+                to_account=to.id,
+                amount_cents=amount_cents,
+                description=text,
+            )
+        )
+        to._record(
+            TransferReceived(
+                transfer_id=transfer_id,
+                from_account=self.id,
+                amount_cents=amount_cents,
+                description=text,
+            )
+        )
+
+
+def balance_change(event: AccountEvent) -> int:
+    """How much an event changes the balance (negative for money going out)."""
+    match event:
+        case AccountOpened():
+            return event.initial_balance_cents
+        case MoneyDeposited() | TransferReceived():
+            return event.amount_cents
+        case MoneyWithdrawn() | TransferSent():
+            return -event.amount_cents
+        case _:
+            return 0

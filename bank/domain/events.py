@@ -1,0 +1,136 @@
+"""Account events: immutable facts, named in the past tense, with a stable JSON form.
+
+Event type names and field names are part of the public contract: never rename them; add
+new ones and upcast old payloads instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountEvent:
+    """Base of the account events."""
+
+    event_type: ClassVar[str]
+    schema_version: ClassVar[int] = 1
+
+    def to_data(self) -> dict[str, Any]:
+        """Return the event's JSON payload."""
+        data = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            data[f.name] = str(value) if isinstance(value, uuid.UUID) else value
+        return data
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> AccountEvent:
+        """Build the event from its (current-schema) JSON payload."""
+        names, uuids = _FIELDS.get(cls) or _fields_of(cls)
+        kwargs = {name: data[name] for name in names}
+        for name in uuids:
+            kwargs[name] = uuid.UUID(kwargs[name])
+        return cls(**kwargs)
+
+
+_FIELDS: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+
+
+def _fields_of(cls: type) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    fields = dataclasses.fields(cls)
+    found = (
+        tuple(f.name for f in fields),
+        tuple(f.name for f in fields if f.type in ("uuid.UUID", uuid.UUID)),
+    )
+    _FIELDS[cls] = found
+    return found
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountOpened(AccountEvent):
+    event_type: ClassVar[str] = "AccountOpened"
+    holder_name: str
+    currency: str
+    initial_balance_cents: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MoneyDeposited(AccountEvent):
+    event_type: ClassVar[str] = "MoneyDeposited"
+    amount_cents: int
+    description: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MoneyWithdrawn(AccountEvent):
+    event_type: ClassVar[str] = "MoneyWithdrawn"
+    amount_cents: int
+    description: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountFrozen(AccountEvent):
+    event_type: ClassVar[str] = "AccountFrozen"
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountUnfrozen(AccountEvent):
+    event_type: ClassVar[str] = "AccountUnfrozen"
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountClosed(AccountEvent):
+    event_type: ClassVar[str] = "AccountClosed"
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransferSent(AccountEvent):
+    """Money left this account for another; the other side is a TransferReceived."""
+
+    event_type: ClassVar[str] = "TransferSent"
+    transfer_id: uuid.UUID
+    to_account: uuid.UUID
+    amount_cents: int
+    description: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransferReceived(AccountEvent):
+    """Money arrived from another account; the other side is a TransferSent."""
+
+    event_type: ClassVar[str] = "TransferReceived"
+    transfer_id: uuid.UUID
+    from_account: uuid.UUID
+    amount_cents: int
+    description: str
+
+
+EVENT_TYPES: dict[str, type[AccountEvent]] = {
+    cls.event_type: cls
+    for cls in (
+        AccountOpened,
+        MoneyDeposited,
+        MoneyWithdrawn,
+        AccountFrozen,
+        AccountUnfrozen,
+        AccountClosed,
+        TransferSent,
+        TransferReceived,
+    )
+}
+
+
+def event_from_data(event_type: str, data: dict[str, Any]) -> AccountEvent:
+    """Rebuild a domain event from its stored type name and payload.
+
+    Raises:
+        KeyError: the type is not an account event.
+    """
+    return EVENT_TYPES[event_type].from_data(data)

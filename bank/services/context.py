@@ -1,0 +1,64 @@
+"""Who issues a command, and the ids that tie it to a request or to another command."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """The person or process behind a command, recorded in every event it causes.
+
+    Attributes:
+        username: the user's name at the time (kept even if the user is renamed later).
+        user_id: the Django user id, or None for a system process.
+        auth: how they authenticated: ``token``, ``session``, ``admin``, ``system``, ...
+    """
+
+    username: str
+    user_id: int | None = None
+    auth: str = "system"
+
+    @classmethod
+    def system(cls, name: str) -> Actor:
+        return cls(username=name, user_id=None, auth="system")
+
+    @classmethod
+    def from_user(cls, user: Any, *, auth: str) -> Actor:
+        return cls(username=user.get_username(), user_id=user.pk, auth=auth)
+
+    def to_metadata(self) -> dict[str, Any]:
+        return {"id": self.user_id, "username": self.username, "auth": self.auth}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CommandContext:
+    """Metadata every command carries into its events."""
+
+    actor: Actor
+    correlation_id: uuid.UUID | None = None
+    causation_id: uuid.UUID | None = None
+    idempotency_key: str | None = None
+    clock: Clock = system_clock
+
+    def metadata(self, command: str) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "actor": self.actor.to_metadata(),
+            "command": command,
+            "correlation_id": str(self.correlation_id or uuid.uuid4()),
+        }
+        if self.causation_id is not None:
+            data["causation_id"] = str(self.causation_id)
+        if self.idempotency_key is not None:
+            data["idempotency_key"] = self.idempotency_key
+        return data

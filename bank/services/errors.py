@@ -1,0 +1,79 @@
+"""Errors raised by the services beyond the domain's business rules."""
+
+from __future__ import annotations
+
+import uuid
+
+from bank.domain.errors import DomainError
+
+ACCOUNT_NOT_FOUND = "account_not_found"
+ACCOUNT_DID_NOT_EXIST_YET = "account_did_not_exist_yet"
+VERSION_NOT_FOUND = "version_not_found"
+VERSION_MISMATCH = "version_mismatch"
+CONCURRENCY_CONFLICT = "concurrency_conflict"
+
+
+class ServiceError(Exception):
+    code = "service_error"
+
+
+class AccountNotFound(ServiceError):
+    code = ACCOUNT_NOT_FOUND
+
+    def __init__(self, account_id: uuid.UUID) -> None:
+        self.account_id = account_id
+        super().__init__(f"account {account_id} does not exist")
+
+
+class AccountDidNotExistYet(ServiceError):
+    code = ACCOUNT_DID_NOT_EXIST_YET
+
+    def __init__(self, account_id: uuid.UUID, at: object) -> None:
+        self.account_id = account_id
+        super().__init__(f"account {account_id} did not exist yet at {at}")
+
+
+class VersionNotFound(ServiceError):
+    code = VERSION_NOT_FOUND
+
+    def __init__(self, account_id: uuid.UUID, asked: int, current: int) -> None:
+        self.asked = asked
+        self.current = current
+        super().__init__(
+            f"account {account_id} has versions 1 to {current}; version {asked} does not exist"
+        )
+
+
+class VersionMismatch(ServiceError):
+    """The caller pinned a version (If-Match) and the account is at another."""
+
+    code = VERSION_MISMATCH
+
+    def __init__(self, account_id: uuid.UUID, expected: int, actual: int) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"account {account_id} is at version {actual}, not {expected}: reload and retry"
+        )
+
+
+class ConcurrencyConflict(ServiceError):
+    """Concurrent writers kept winning; the command gave up after a few fresh attempts."""
+
+    code = CONCURRENCY_CONFLICT
+
+    def __init__(self, account_id: uuid.UUID, attempts: int) -> None:
+        super().__init__(
+            f"account {account_id} kept changing under {attempts} attempts: retry the command"
+        )
+
+
+__all__ = [
+    "AccountDidNotExistYet",
+    "AccountNotFound",
+    "ConcurrencyConflict",
+    "DomainError",
+    "ServiceError",
+    "VersionMismatch",
+    "VersionNotFound",
+]

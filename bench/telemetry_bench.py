@@ -1,0 +1,141 @@
+"""The cost of tracing on the deposit command path on PostgreSQL (issue 7's benchmark).
+
+Three modes, each in its own process (OpenTelemetry allows one provider per process), on
+the same database, in one run: tracing off (no SDK: the API's no-op tracer), tracing on
+(our spans plus the Django and psycopg instrumentation) with a no-op exporter behind a
+batch processor, and tracing on with the OTLP/HTTP batch exporter sending to a receiver
+on loopback. ``OTEL_PYTHON_DB_SPANS=false`` leaves out the spans of database calls. Each mode runs the same deposits through the
+services; throughput is compared with tracing off.
+
+Run: ``make bench`` or ``.venv/bin/python bench/telemetry_bench.py [--deposits N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from threading import Thread
+
+from common import BENCH_DB, ROOT, recreate_database
+
+MODES = ("off", "noop-exporter", "otlp-loopback")
+
+
+def worker(mode: str, deposits: int, accounts: int) -> None:
+    """Runs in a child process: set up tracing per mode, time the deposits, print JSON."""
+    sys.path.insert(0, str(ROOT))
+    from common import setup_django
+
+    url = os.environ["BENCH_URL"]
+    os.environ.update({"DATABASE_URL": url, "DEBUG": "false", "SECRET_KEY": "bench"})
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    from config import telemetry
+
+    if mode == "noop-exporter":
+        from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+        class Drop(SpanExporter):
+            def export(self, spans):  # type: ignore[no-untyped-def]
+                return SpanExportResult.SUCCESS
+
+        # Everything on (our spans, Django and psycopg instrumentation), nothing exported.
+        assert telemetry.setup(span_exporter=Drop(), batch=True)
+    elif mode == "otlp-loopback":
+        assert telemetry.setup()
+    setup_django(url)
+    from bank.services import Actor
+    from bank.services import accounts as svc
+
+    actor = Actor.system("bench")
+    ids = [svc.open_account(holder_name=f"T{i}", actor=actor).id for i in range(accounts)]
+    for i in range(200):  # warm-up
+        svc.deposit(account_id=ids[i % accounts], amount_cents=1, actor=actor)
+    started = time.perf_counter()
+    for i in range(deposits):
+        svc.deposit(account_id=ids[i % accounts], amount_cents=1, actor=actor)
+    elapsed = time.perf_counter() - started
+    if mode == "otlp-loopback":
+        from config import telemetry
+
+        telemetry.shutdown()
+    print(json.dumps({"mode": mode, "rate": deposits / elapsed}))
+
+
+class _Sink(BaseHTTPRequestHandler):
+    received = 0
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers["Content-Length"]))
+        _Sink.received += 1
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--deposits", type=int, default=3000)
+    parser.add_argument("--accounts", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--worker", choices=MODES)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker, args.deposits, args.accounts)
+        return
+    sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+    Thread(target=sink.serve_forever, daemon=True).start()
+    rates: dict[str, list[float]] = {mode: [] for mode in MODES}
+    for _ in range(args.rounds):  # interleaved, so drift in the machine hits every mode
+        for mode in MODES:
+            url = recreate_database(BENCH_DB)
+            env = {
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith("OTEL_") or k == "OTEL_PYTHON_DB_SPANS"
+            }
+            env["BENCH_URL"] = url
+            if mode == "otlp-loopback":
+                env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{sink.server_address[1]}"
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--worker",
+                    mode,
+                    "--deposits",
+                    str(args.deposits),
+                    "--accounts",
+                    str(args.accounts),
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            rates[mode].append(json.loads(out.strip().splitlines()[-1])["rate"])
+    sink.shutdown()
+    best = {mode: max(values) for mode, values in rates.items()}
+    print(
+        f"\nDeposits through the services on PostgreSQL, {args.deposits} per run, best of "
+        f"{args.rounds} interleaved runs per mode"
+    )
+    print(f"{'tracing':<16} {'deposits/s':>11} {'vs off':>7}")
+    for mode in MODES:
+        print(f"{mode:<16} {best[mode]:>11,.0f} {best[mode] / best['off']:>6.2f}x")
+    cost = 1 - best["otlp-loopback"] / best["off"]
+    print(
+        f"tracing with OTLP export costs {cost:.1%} of throughput (target: at most 15%); "
+        f"the receiver got {_Sink.received} export requests"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,212 @@
+"""Settings: every value comes from the environment (see the README's table).
+
+The defaults give the embedded quick start: SQLite in the project folder, DEBUG off
+unless asked for.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+DEBUG = env.bool("DEBUG", default=False)
+
+_DEV_SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. Set SECRET_KEY in the environment, or set DEBUG=true "
+            "for a development run with a throw-away key."
+        )
+    SECRET_KEY = _DEV_SECRET_KEY
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "eventstore",
+    "bank",
+    "projections",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+# --- Database -------------------------------------------------------------------------
+# The embedded default is an SQLite file in the project folder, built from BASE_DIR so
+# that it does not depend on the working directory.
+DATABASE_URL = env.str("DATABASE_URL", default="") or (
+    f"sqlite:///{(BASE_DIR / 'db.sqlite3').as_posix()}"
+)
+DATABASES = {"default": env.db_url_config(DATABASE_URL)}
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+# Appends are serialised (see eventstore/store.py); a stuck appender must not stop every
+# writer, so waits for the append lock and idle transactions are bounded on PostgreSQL.
+DB_LOCK_TIMEOUT_MS = env.int("DB_LOCK_TIMEOUT_MS", default=5000)
+DB_IDLE_IN_TRANSACTION_TIMEOUT_MS = env.int("DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", default=60000)
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("OPTIONS", {})
+    DATABASES["default"]["OPTIONS"]["options"] = (
+        f"-c lock_timeout={DB_LOCK_TIMEOUT_MS} "
+        f"-c idle_in_transaction_session_timeout={DB_IDLE_IN_TRANSACTION_TIMEOUT_MS}"
+    )
+    DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 5)
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"].setdefault("OPTIONS", {})
+    # IMMEDIATE takes the write lock at BEGIN, so appends are serialised in commit order
+    # and "database is locked" becomes a wait (up to the timeout) instead of an error.
+    DATABASES["default"]["OPTIONS"].update(
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+    # Tests use a file, not SQLite's shared-cache memory database: its table locks ignore
+    # the busy timeout, so concurrent writers would fail instead of waiting their turn.
+    DATABASES["default"].setdefault("TEST", {})
+    DATABASES["default"]["TEST"].setdefault(
+        "NAME", env.str("SQLITE_TEST_NAME", default=str(BASE_DIR / "test-db.sqlite3"))
+    )
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# The event store prepares its few hot statements on PostgreSQL; turn this off behind a
+# pooler that cannot keep prepared statements (PgBouncer < 1.21 in transaction mode).
+EVENTSTORE_PREPARED_STATEMENTS = env.bool("EVENTSTORE_PREPARED_STATEMENTS", default=True)
+
+# A link from a trace id in the admin to a trace viewer, e.g.
+# "http://jaeger:16686/trace/{trace_id}" (empty: trace ids are shown, not linked).
+TRACE_URL_TEMPLATE = env.str("TRACE_URL_TEMPLATE", default="")
+
+# --- Event bus (NATS JetStream) ----------------------------------------------------------
+# Without NATS_URL the relay is not configured and does nothing.
+NATS_URL = env.str("NATS_URL", default="")
+NATS_STREAM = env.str("NATS_STREAM", default="BANK_EVENTS")
+NATS_SUBJECT_PREFIX = env.str("NATS_SUBJECT_PREFIX", default="")
+NATS_SUBJECTS = env.list("NATS_SUBJECTS", default=[f"{NATS_SUBJECT_PREFIX}bank.>"])
+# Re-sent events (after a relay crash) within this window are dropped by JetStream.
+NATS_DUPLICATE_WINDOW_SECONDS = env.int("NATS_DUPLICATE_WINDOW_SECONDS", default=3600)
+NATS_REPLICAS = env.int("NATS_REPLICAS", default=1)
+
+# --- Domain settings ------------------------------------------------------------------
+SNAPSHOT_INTERVAL = env.int("SNAPSHOT_INTERVAL", default=100)
+if SNAPSHOT_INTERVAL < 1:
+    raise ImproperlyConfigured("SNAPSHOT_INTERVAL must be a positive whole number.")
+
+# --- API --------------------------------------------------------------------------------
+# Bodies larger than this are refused with 400 (DRF >= 3.17.2 applies it to JSON too).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("API_MAX_BODY_BYTES", default=64 * 1024)
+IDEMPOTENCY_KEY_TTL_HOURS = env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=24)
+# The OpenAPI document and the docs page: public by default (they describe, not reveal).
+API_DOCS_PUBLIC = env.bool("API_DOCS_PUBLIC", default=True)
+
+REST_FRAMEWORK = {
+    # Token first: the first class decides the 401 challenge, so anonymous requests get 401.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["bank.api.permissions.BankRolePermission"],
+    "DEFAULT_PARSER_CLASSES": ["bank.api.parsers.SafeJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "bank.api.problems.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"user": env.str("API_THROTTLE_RATE", default="1200/minute")},
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Ledgerline API",
+    "DESCRIPTION": (
+        "Commands and queries on event-sourced bank accounts. Errors are "
+        "application/problem+json (RFC 9457) with a stable `code`."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "bank.api.schema.forbid_unknown_request_fields",
+    ],
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"trace": {"()": "config.telemetry.TraceIdFilter"}},
+    "formatters": {
+        "traced": {
+            "format": "%(asctime)s %(levelname)s %(name)s trace_id=%(trace_id)s %(message)s"
+        }
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "filters": ["trace"], "formatter": "traced"}
+    },
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+}

@@ -1,0 +1,117 @@
+"""The append-only tables. Rows are written only by ``eventstore.store``.
+
+Immutability is enforced twice: here (the ORM refuses every write) and in the database
+(triggers installed by migration 0002 refuse UPDATE, DELETE and TRUNCATE, raw SQL too).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+from django.db import models
+
+from .errors import ImmutableRecordError
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    """A QuerySet that can read but never change rows."""
+
+    def _refuse(self, operation: str) -> NoReturn:
+        raise ImmutableRecordError(model=self.model.__name__, operation=operation)
+
+    def update(self, **kwargs: Any) -> NoReturn:
+        self._refuse("QuerySet.update()")
+
+    def delete(self) -> NoReturn:
+        self._refuse("QuerySet.delete()")
+
+    def _raw_delete(self, using: Any) -> NoReturn:
+        self._refuse("QuerySet._raw_delete()")
+
+    def bulk_update(self, objs: Any, fields: Any, batch_size: Any = None) -> NoReturn:
+        self._refuse("QuerySet.bulk_update()")
+
+    def bulk_create(self, objs: Any, *args: Any, **kwargs: Any) -> NoReturn:
+        self._refuse("QuerySet.bulk_create()")
+
+    def update_or_create(self, *args: Any, **kwargs: Any) -> NoReturn:
+        self._refuse("QuerySet.update_or_create()")
+
+    def create(self, **kwargs: Any) -> NoReturn:
+        self._refuse("QuerySet.create()")
+
+    def get_or_create(self, *args: Any, **kwargs: Any) -> NoReturn:
+        self._refuse("QuerySet.get_or_create()")
+
+
+class AppendOnlyModel(models.Model):
+    """Base of the immutable models: ``save()`` and ``delete()`` always refuse."""
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> NoReturn:
+        operation = "save() of a new row" if self._state.adding else "save() of a stored row"
+        raise ImmutableRecordError(model=type(self).__name__, operation=operation)
+
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise ImmutableRecordError(model=type(self).__name__, operation="delete()")
+
+
+class Event(AppendOnlyModel):
+    position = models.BigAutoField(primary_key=True)
+    event_id = models.UUIDField(unique=True)
+    stream_id = models.UUIDField()
+    stream_type = models.CharField(max_length=100)
+    version = models.PositiveIntegerField()
+    event_type = models.CharField(max_length=100)
+    schema_version = models.PositiveSmallIntegerField()
+    data = models.JSONField()
+    metadata = models.JSONField()
+    occurred_at = models.DateTimeField()
+    recorded_at = models.DateTimeField()
+    # All events of one append share a commit id (the store's head position + 1 when the
+    # append took the lock), so a reader of the global order never splits an append.
+    commit_id = models.BigIntegerField()
+    hash = models.CharField(max_length=64)
+
+    class Meta:
+        db_table = "events"
+        ordering = ["position"]
+        constraints = [
+            models.UniqueConstraint(fields=["stream_id", "version"], name="events_stream_version")
+        ]
+        indexes = [
+            models.Index(fields=["commit_id"], name="events_commit"),
+            models.Index(fields=["event_type", "position"], name="events_type_position"),
+            models.Index(fields=["stream_type", "position"], name="events_stype_position"),
+            models.Index(fields=["occurred_at"], name="events_occurred"),
+            models.Index(fields=["stream_id", "occurred_at"], name="events_stream_occurred"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.position} {self.event_type} {self.stream_id} v{self.version}"
+
+
+class Snapshot(AppendOnlyModel):
+    id = models.BigAutoField(primary_key=True)
+    stream_id = models.UUIDField()
+    stream_type = models.CharField(max_length=100)
+    version = models.PositiveIntegerField()
+    schema_version = models.PositiveSmallIntegerField()
+    state = models.JSONField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "snapshots"
+        ordering = ["stream_id", "-version"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["stream_id", "version"], name="snapshots_stream_version"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"snapshot {self.stream_id} v{self.version}"

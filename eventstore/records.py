@@ -1,0 +1,115 @@
+"""Plain value types of the event store's public API (no Django imports)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, NamedTuple
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewEvent:
+    """An event to append.
+
+    Attributes:
+        event_type: e.g. ``MoneyDeposited``.
+        data: the JSON payload.
+        schema_version: version of this event type's payload shape.
+        occurred_at: when the command happened (the caller's clock).
+        event_id: a unique id; re-appending the same id with the same content is a no-op.
+        metadata: extra metadata merged over the append's common metadata.
+    """
+
+    event_type: str
+    data: dict[str, Any]
+    occurred_at: datetime
+    schema_version: int = 1
+    event_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamHead:
+    """A stream's newest version and that event's hash (version 0 and "" when empty).
+
+    Passing a head read earlier as the expected version spares the append a read: the
+    store then checks, in its INSERT statement, that the event at that version still has
+    that hash.
+    """
+
+    version: int
+    hash: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamAppend:
+    """The events to append to one stream within a multi-stream append."""
+
+    stream_id: uuid.UUID
+    stream_type: str
+    expected_version: int | StreamHead
+    events: list[NewEvent]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordedEvent:
+    """A stored event as read back (after upcasting)."""
+
+    position: int
+    event_id: uuid.UUID
+    stream_id: uuid.UUID
+    stream_type: str
+    version: int
+    event_type: str
+    schema_version: int
+    data: dict[str, Any]
+    metadata: dict[str, Any]
+    occurred_at: datetime
+    recorded_at: datetime
+    commit_id: int
+    hash: str
+
+
+class EventData(NamedTuple):
+    """The part of a stored event that rebuilding an aggregate needs (after upcasting)."""
+
+    version: int
+    event_type: str
+    schema_version: int
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamData:
+    """A stream's events as lean tuples, and the head to append at after the last one."""
+
+    events: list[EventData]
+    head: StreamHead | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppendResult:
+    """Where an append's events landed.
+
+    Attributes:
+        positions: the global position of each event, in the order given.
+        versions: per stream, the stream's version after the append.
+        replayed: True when every event was already stored (idempotent re-append).
+    """
+
+    positions: list[int]
+    versions: dict[uuid.UUID, int]
+    replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredSnapshot:
+    """A stored snapshot of a stream's state at a version."""
+
+    stream_id: uuid.UUID
+    stream_type: str
+    version: int
+    schema_version: int
+    state: dict[str, Any]
+    created_at: datetime

@@ -1,0 +1,888 @@
+"""Appending to and reading from the event store.
+
+Gap-free global order (ARCHITECTURE.md, "Event store"): appends are serialised. On
+PostgreSQL an append takes one transaction-scoped advisory lock right before its INSERT
+and holds it until commit, so positions are handed out in commit order and a reader of
+``position > p`` in one statement can never see ``p + 1`` while ``p`` is still in flight;
+rolled-back appends leave holes that nobody waits for. Everything that can be done before
+the lock (reading the stream heads, checking the expected versions, hashing, serialising)
+is, so the lock is held for one INSERT and the commit. On SQLite the database's own write
+lock does the same (``transaction_mode = IMMEDIATE``). The trade-off, measured in
+``bench/``: one appender at a time, so appends/s is bounded by 1 / (INSERT + commit);
+see the README.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, OperationalError, connection, transaction
+from django.utils import timezone
+
+from .errors import (
+    ConcurrencyError,
+    EventIdReusedError,
+    InvalidEventError,
+    StoreUnavailableError,
+)
+from .hashing import GENESIS_HASH, canonical_json, canonical_time, chain, content_text
+from .records import (
+    AppendResult,
+    EventData,
+    NewEvent,
+    RecordedEvent,
+    StoredSnapshot,
+    StreamAppend,
+    StreamData,
+    StreamHead,
+)
+from .telemetry import events_appended, span
+from .upcasting import has_upcasters, upcast
+
+# The advisory lock that serialises appends on PostgreSQL ("es" + "append" as a number).
+APPEND_LOCK_KEY = 0x6573_6170_7065_6E64
+MAX_TYPE_LENGTH = 100
+# Every append on PostgreSQL notifies this channel (delivered at commit, payload-less), so
+# followers can wake at once instead of polling. Appends are serialised already, so the
+# lock NOTIFY takes at commit costs them little.
+APPEND_CHANNEL = "eventstore_appended"
+
+_EVENT_COLUMNS = (
+    "position, event_id, stream_id, stream_type, version, event_type, schema_version, "
+    "data, metadata, occurred_at, recorded_at, commit_id, hash"
+)
+
+
+class _VersionMismatch(Exception):
+    """Internal: a stream head differs from the expected version (resolved after rollback)."""
+
+
+# --- the hot path's cursor -----------------------------------------------------------
+
+try:  # PostgreSQL's driver; absent where only SQLite is used
+    import psycopg
+
+    _DRIVER_INTEGRITY_ERRORS: tuple[type[Exception], ...] = (psycopg.IntegrityError,)
+    _DRIVER_OPERATIONAL_ERRORS: tuple[type[Exception], ...] = (psycopg.OperationalError,)
+except ImportError:  # pragma: no cover
+    psycopg = None  # type: ignore[assignment]
+    _DRIVER_INTEGRITY_ERRORS = ()
+    _DRIVER_OPERATIONAL_ERRORS = ()
+
+
+def _prepared_statements() -> bool:
+    return bool(getattr(settings, "EVENTSTORE_PREPARED_STATEMENTS", True))
+
+
+def _cursor() -> Any:
+    """A cursor for the append path.
+
+    On PostgreSQL a server-side-binding psycopg cursor on Django's own connection (same
+    session, same transaction), so that the few statements every command runs are parsed
+    and planned once per connection (prepared) instead of every time. Django's cursors bind
+    on the client and never prepare. Set ``EVENTSTORE_PREPARED_STATEMENTS = False`` behind
+    a pooler that cannot keep prepared statements (PgBouncer before 1.21 in transaction
+    mode).
+    """
+    if connection.vendor == "postgresql" and _prepared_statements():
+        connection.ensure_connection()
+        return psycopg.Cursor(connection.connection)
+    return connection.cursor()
+
+
+def _execute(cursor: Any, sql: str, params: Sequence[Any], *, binary: bool = False) -> None:
+    """Run a statement; on the prepared path, optionally with binary results (UUIDs, times
+    and JSON then load in psycopg's C loaders rather than through text)."""
+    if psycopg is not None and type(cursor) is psycopg.Cursor:
+        cursor.execute(sql, params, prepare=True, binary=binary)
+    else:
+        cursor.execute(sql, params)
+
+
+# --- validation -----------------------------------------------------------------------
+
+
+def _check_json(value: Any, where: str) -> None:
+    """Refuse what either backend would store differently or not at all."""
+    if value is None or isinstance(value, bool | int):
+        return
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidEventError(f"{where}: NUL characters cannot be stored")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidEventError(
+                f"{where}: lone surrogate characters cannot be stored"
+            ) from exc
+        return
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise InvalidEventError(f"{where}: NaN and Infinity are not JSON")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidEventError(f"{where}: object keys must be strings, got {key!r}")
+            _check_json(key, where)
+            _check_json(item, f"{where}.{key}")
+        return
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_json(item, f"{where}[{index}]")
+        return
+    raise InvalidEventError(f"{where}: {type(value).__name__} is not a JSON value")
+
+
+def _check_event(event: NewEvent, where: str) -> None:
+    if not isinstance(event, NewEvent):
+        raise InvalidEventError(f"{where}: expected a NewEvent, got {type(event).__name__}")
+    if not event.event_type or len(event.event_type) > MAX_TYPE_LENGTH:
+        raise InvalidEventError(f"{where}: event_type must be 1 to {MAX_TYPE_LENGTH} characters")
+    if not isinstance(event.schema_version, int) or event.schema_version < 1:
+        raise InvalidEventError(f"{where}: schema_version must be a positive integer")
+    if not isinstance(event.data, dict):
+        raise InvalidEventError(f"{where}: data must be a JSON object")
+    if timezone.is_naive(event.occurred_at):
+        raise InvalidEventError(f"{where}: occurred_at must be timezone-aware")
+    _check_json(event.event_type, f"{where}.event_type")
+    _check_json(event.data, f"{where}.data")
+    _check_json(event.metadata, f"{where}.metadata")
+
+
+# --- database adaptation --------------------------------------------------------------
+
+
+def _is_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def _db_uuid(value: uuid.UUID) -> Any:
+    return value if connection.features.has_native_uuid_field else value.hex
+
+
+def _db_time(value: datetime) -> Any:
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def _py_uuid(value: Any) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
+
+
+def _py_time(value: Any) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if timezone.is_naive(value):
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+def _py_json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def _to_recorded(row: Sequence[Any], *, upcasted: bool = True) -> RecordedEvent:
+    schema_version, data = row[6], _py_json(row[7])
+    if upcasted:
+        schema_version, data = upcast(row[5], schema_version, data)
+    return RecordedEvent(
+        position=row[0],
+        event_id=_py_uuid(row[1]),
+        stream_id=_py_uuid(row[2]),
+        stream_type=row[3],
+        version=row[4],
+        event_type=row[5],
+        schema_version=schema_version,
+        data=data,
+        metadata=_py_json(row[8]),
+        occurred_at=_py_time(row[9]),
+        recorded_at=_py_time(row[10]),
+        commit_id=row[11],
+        hash=row[12],
+    )
+
+
+# --- append ---------------------------------------------------------------------------
+
+
+def append(
+    stream_id: uuid.UUID,
+    events: Sequence[NewEvent],
+    *,
+    stream_type: str,
+    expected_version: int,
+    metadata: dict[str, Any] | None = None,
+) -> AppendResult:
+    """Append events to one stream if it is at ``expected_version``.
+
+    Args:
+        stream_id: the stream (aggregate) id.
+        events: the events, in order; they get versions ``expected_version + 1, ...``.
+        stream_type: e.g. ``bank.account``.
+        expected_version: the stream's current version; 0 means it must not exist yet.
+        metadata: metadata common to all the events (each event's own wins).
+
+    Returns:
+        The events' global positions and the stream's new version.
+
+    Raises:
+        ConcurrencyError: the stream is at another version; nothing was written.
+        EventIdReusedError: an event id is stored with other content; nothing was written.
+        InvalidEventError: an event cannot be stored as given.
+        StoreUnavailableError: the append lock or the database did not answer in time.
+    """
+    return append_streams(
+        [
+            StreamAppend(
+                stream_id=stream_id,
+                stream_type=stream_type,
+                expected_version=expected_version,
+                events=list(events),
+            )
+        ],
+        metadata=metadata,
+    )
+
+
+def append_streams(
+    appends: Sequence[StreamAppend], *, metadata: dict[str, Any] | None = None
+) -> AppendResult:
+    """Append to several streams atomically: every stream is written, or none is.
+
+    Re-appending events that are all stored already (same ids, same stream, type, schema
+    version and data) writes nothing and returns their stored positions, whatever the
+    expected versions say: a retried command is not a conflict.
+
+    Args:
+        appends: one entry per stream, each with its expected version and events.
+        metadata: metadata common to all the events.
+
+    Returns:
+        The events' global positions (in the order given) and each stream's new version.
+
+    Raises:
+        ConcurrencyError: a stream is not at its expected version; nothing was written.
+        EventIdReusedError: an event id is stored with other content; nothing was written.
+        InvalidEventError: the append is malformed; nothing was written.
+        StoreUnavailableError: the append lock or the database did not answer in time.
+    """
+    common = dict(metadata or {})
+    _check_json(common, "metadata")
+    if not appends:
+        raise InvalidEventError("an append needs at least one stream")
+    seen_streams: set[uuid.UUID] = set()
+    seen_events: set[uuid.UUID] = set()
+    for a in appends:
+        if a.stream_id in seen_streams:
+            raise InvalidEventError(f"stream {a.stream_id} is named twice in one append")
+        seen_streams.add(a.stream_id)
+        expected = a.expected_version
+        if isinstance(expected, StreamHead):
+            if expected.version < 0 or (expected.version == 0) != (expected.hash == GENESIS_HASH):
+                raise InvalidEventError(f"stream {a.stream_id}: {expected} is not a stream head")
+        elif not isinstance(expected, int) or isinstance(expected, bool) or expected < 0:
+            raise InvalidEventError(f"stream {a.stream_id}: expected_version must be >= 0")
+        if not a.events:
+            raise InvalidEventError(f"stream {a.stream_id}: an append needs at least one event")
+        if not a.stream_type or len(a.stream_type) > MAX_TYPE_LENGTH:
+            raise InvalidEventError(f"stream {a.stream_id}: stream_type must be 1 to 100 chars")
+        for i, event in enumerate(a.events):
+            _check_event(event, f"stream {a.stream_id} event {i}")
+            if event.event_id in seen_events:
+                raise InvalidEventError(f"event {event.event_id} is given twice in one append")
+            seen_events.add(event.event_id)
+    # A deterministic order over streams: the same pair of streams is always handled in
+    # the same order, whatever order the caller named them in.
+    ordered = sorted(appends, key=lambda a: a.stream_id.int)
+    count = sum(len(a.events) for a in appends)
+    with span(
+        "event_store.append_events",
+        "append",
+        aggregate_id=str(appends[0].stream_id),
+        expected_version=_expected(appends[0]),
+        events_count=count,
+        streams_count=len(appends),
+    ):
+        try:
+            result = _append_once(ordered, common, appends)
+        except (_VersionMismatch, IntegrityError, *_DRIVER_INTEGRITY_ERRORS):
+            return _resolve_conflict(ordered, appends)
+        except (OperationalError, *_DRIVER_OPERATIONAL_ERRORS) as exc:
+            raise StoreUnavailableError(
+                f"the event store did not accept the append in time ({exc}); retry later"
+            ) from exc
+    for a in appends:
+        for event in a.events:
+            events_appended.add(1, {"event_type": event.event_type})
+    return result
+
+
+def _read_heads(cursor: Any, stream_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[int, str]]:
+    heads: dict[uuid.UUID, tuple[int, str]] = {}
+    for stream_id in stream_ids:
+        _execute(
+            cursor,
+            "SELECT version, hash FROM events WHERE stream_id = %s ORDER BY version DESC LIMIT 1",
+            [_db_uuid(stream_id)],
+        )
+        row = cursor.fetchone()
+        heads[stream_id] = (row[0], row[1]) if row else (0, GENESIS_HASH)
+    return heads
+
+
+def _expected(a: StreamAppend) -> int:
+    e = a.expected_version
+    return e.version if isinstance(e, StreamHead) else e
+
+
+_INSERT_COLUMNS = (
+    "event_id, stream_id, stream_type, version, event_type, schema_version, data, metadata, "
+    "occurred_at, recorded_at, hash, commit_id"
+)
+_PG_ROW = (
+    "(%s::uuid, %s::uuid, %s, %s::integer, %s, %s::smallint, %s::jsonb, %s::jsonb, "
+    "%s::timestamptz, %s::timestamptz, %s)"
+)
+_SQLITE_ROW = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+# All events written by one transaction share a commit id: PostgreSQL's transaction id;
+# on SQLite the store's head position + 1 under the write lock (fresh: BEGIN IMMEDIATE).
+# Appends larger than this are written in several statements of one transaction.
+ROWS_PER_STATEMENT = 1000
+_GUARD = "EXISTS (SELECT 1 FROM events WHERE stream_id = %s AND version = %s AND hash = %s)"
+
+
+def _append_once(
+    ordered: list[StreamAppend], common: dict[str, Any], given: Sequence[StreamAppend]
+) -> AppendResult:
+    postgres = _is_postgres()
+    recorded_at = timezone.now()
+    recorded_text = canonical_time(recorded_at)
+    db_recorded = _db_time(recorded_at)
+    # On PostgreSQL an append outside any transaction, whose heads are known, is one
+    # statement in autocommit: a transaction of its own, all or nothing, in one round trip.
+    # Otherwise it runs in a transaction (a savepoint inside the caller's).
+    total_rows = sum(len(a.events) for a in ordered)
+    single_statement = (
+        postgres
+        and not connection.in_atomic_block
+        and total_rows <= ROWS_PER_STATEMENT
+        and all(isinstance(a.expected_version, StreamHead) for a in ordered)
+    )
+    scope = contextlib.nullcontext() if single_statement else transaction.atomic()
+    with scope, _cursor() as cursor:
+        unknown = [a.stream_id for a in ordered if not isinstance(a.expected_version, StreamHead)]
+        heads = _read_heads(cursor, unknown) if unknown else {}
+        params: list[list[Any]] = []
+        guards: list[str] = []
+        guard_params: list[Any] = []
+        versions: dict[uuid.UUID, int] = {}
+        for a in ordered:
+            db_stream = _db_uuid(a.stream_id)
+            if isinstance(a.expected_version, StreamHead):
+                version, previous = a.expected_version.version, a.expected_version.hash
+            else:
+                version, previous = heads[a.stream_id]
+                if version != a.expected_version:
+                    raise _VersionMismatch
+            if version > 0:
+                # Checked after the lock, in the INSERT itself: the head the events chain
+                # to is still there. UNIQUE(stream_id, version) refuses a stream that moved on.
+                guards.append(_GUARD)
+                guard_params += [db_stream, version, previous]
+            for event in a.events:
+                version += 1
+                event_metadata = {**common, **event.metadata} if event.metadata else common
+                data_json = canonical_json(event.data)
+                metadata_json = canonical_json(event_metadata)
+                previous = chain(
+                    previous,
+                    content_text(
+                        event_id=event.event_id,
+                        stream_id=a.stream_id,
+                        stream_type=a.stream_type,
+                        version=version,
+                        event_type=event.event_type,
+                        schema_version=event.schema_version,
+                        data_json=data_json,
+                        metadata_json=metadata_json,
+                        occurred_at=event.occurred_at,
+                        recorded_text=recorded_text,
+                    ),
+                )
+                params.append(
+                    [
+                        _db_uuid(event.event_id),
+                        db_stream,
+                        a.stream_type,
+                        version,
+                        event.event_type,
+                        event.schema_version,
+                        data_json,
+                        metadata_json,
+                        _db_time(event.occurred_at),
+                        db_recorded,
+                        previous,
+                    ]
+                )
+            versions[a.stream_id] = version
+        by_id = _insert(cursor, params, guards, guard_params, postgres=postgres)
+
+    positions = [by_id[e.event_id] for a in given for e in a.events]
+    return AppendResult(positions=positions, versions=versions)
+
+
+def _insert(
+    cursor: Any,
+    rows: list[list[Any]],
+    guards: list[str],
+    guard_params: list[Any],
+    *,
+    postgres: bool,
+) -> dict[uuid.UUID, int]:
+    """INSERT the rows, at most ROWS_PER_STATEMENT per statement; return their positions."""
+    by_id: dict[uuid.UUID, int] = {}
+    commit_id: list[Any] = []
+    if not postgres:
+        # SQLite: BEGIN IMMEDIATE already holds the database's write lock, so the head
+        # position read here is final; every statement of this append shares it.
+        cursor.execute("SELECT COALESCE(MAX(position), 0) + 1 FROM events")
+        commit_id = [cursor.fetchone()[0]]
+    for start in range(0, len(rows), ROWS_PER_STATEMENT):
+        chunk = rows[start : start + ROWS_PER_STATEMENT]
+        values = ", ".join([_PG_ROW if postgres else _SQLITE_ROW] * len(chunk))
+        params = [value for row in chunk for value in row]
+        first = start == 0
+        if postgres and first:
+            # One statement takes the append lock (in its FROM clause, so no row, and no
+            # position, exists before the lock is held), notifies followers and inserts.
+            # The guards may be judged on a snapshot from before the lock: they test
+            # immutable rows, and a stream that moved on meanwhile is refused by
+            # UNIQUE(stream_id, version).
+            sql = (
+                f"INSERT INTO events ({_INSERT_COLUMNS}) "
+                "SELECT v.*, pg_current_xact_id()::text::bigint "
+                "FROM (SELECT pg_advisory_xact_lock(%s), pg_notify(%s, '')) AS append_lock, "
+                f"(VALUES {values}) AS v"
+            )
+            params[:0] = [APPEND_LOCK_KEY, APPEND_CHANNEL]
+        elif postgres:  # later statements of a large append: the lock is held already
+            sql = (
+                f"INSERT INTO events ({_INSERT_COLUMNS}) "
+                f"SELECT v.*, pg_current_xact_id()::text::bigint FROM (VALUES {values}) AS v"
+            )
+        else:
+            sql = f"INSERT INTO events ({_INSERT_COLUMNS}) SELECT v.*, %s FROM (VALUES {values}) AS v"
+            params[:0] = commit_id
+        if first and guards:
+            sql += " WHERE " + " AND ".join(guards)
+            params += guard_params
+        _execute(cursor, sql + " RETURNING position, event_id", params)
+        returned = cursor.fetchall()
+        if len(returned) != len(chunk):
+            raise _VersionMismatch
+        by_id.update((_py_uuid(event_id), position) for position, event_id in returned)
+    return by_id
+
+
+def _same_content(event: NewEvent, stream_id: uuid.UUID, stored: RecordedEvent) -> bool:
+    return (
+        stored.stream_id == stream_id
+        and stored.event_type == event.event_type
+        and stored.schema_version == event.schema_version
+        and canonical_json(stored.data) == canonical_json(event.data)
+    )
+
+
+def _resolve_conflict(ordered: list[StreamAppend], given: Sequence[StreamAppend]) -> AppendResult:
+    """After a failed append: an idempotent replay, a reused id, or a version conflict."""
+    wanted = {e.event_id: (e, a.stream_id) for a in given for e in a.events}
+    stored = {e.event_id: e for e in _events_by_id(list(wanted))}
+    for event_id, recorded in stored.items():
+        event, stream_id = wanted[event_id]
+        if not _same_content(event, stream_id, recorded):
+            raise EventIdReusedError(
+                event_id=event_id,
+                stored_stream=recorded.stream_id,
+                stored_version=recorded.version,
+                stored_type=recorded.event_type,
+            )
+    if stored and len(stored) == len(wanted):
+        return AppendResult(
+            positions=[stored[e.event_id].position for a in given for e in a.events],
+            versions={
+                a.stream_id: max(stored[e.event_id].version for e in a.events) for a in given
+            },
+            replayed=True,
+        )
+    with connection.cursor() as cursor:
+        heads = _read_heads(cursor, [a.stream_id for a in ordered])
+    for a in ordered:
+        actual = heads[a.stream_id][0]
+        if actual != _expected(a):
+            raise ConcurrencyError(stream_id=a.stream_id, expected=_expected(a), actual=actual)
+        if isinstance(a.expected_version, StreamHead) and a.expected_version != StreamHead(
+            *heads[a.stream_id]
+        ):
+            raise InvalidEventError(
+                f"stream {a.stream_id}: the head given ({a.expected_version}) is not the stored "
+                "one; read it with stream_head() or from the stream's last event"
+            )
+    if stored:
+        raise InvalidEventError(
+            "some of these events are stored already and others are not; an append is all "
+            "or nothing, so retry it with exactly the events of the first attempt"
+        )
+    # The heads match again, so the failed INSERT lost a race that has since resolved
+    # (a writer that bypassed the append lock): report it as the conflict it was.
+    first = ordered[0]
+    raise ConcurrencyError(
+        stream_id=first.stream_id,
+        expected=_expected(first),
+        actual=heads[first.stream_id][0],
+    )
+
+
+# --- reads ----------------------------------------------------------------------------
+
+
+def _events_by_id(event_ids: list[uuid.UUID]) -> list[RecordedEvent]:
+    if not event_ids:
+        return []
+    marks = ", ".join(["%s"] * len(event_ids))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE event_id IN ({marks})",
+            [_db_uuid(i) for i in event_ids],
+        )
+        return [_to_recorded(row, upcasted=False) for row in cursor.fetchall()]
+
+
+def lock_streams(stream_ids: Iterable[uuid.UUID]) -> None:
+    """Serialise, until the end of the current transaction, with writers of these streams.
+
+    Optimistic concurrency stays the guard; this only spares a hot stream's writers the
+    wasted work of losing races and retrying. On PostgreSQL it takes one advisory lock per
+    stream, in a fixed order (so two writers locking the same pair cannot deadlock); on
+    SQLite the database's write lock already serialises every writer.
+
+    Raises:
+        RuntimeError: called outside a transaction (the locks would end at once).
+        StoreUnavailableError: a lock was not granted within ``lock_timeout``.
+    """
+    if not connection.in_atomic_block:
+        raise RuntimeError("lock_streams() must be called inside transaction.atomic()")
+    if not _is_postgres():
+        return
+    keys = sorted({_stream_lock_key(stream_id) for stream_id in stream_ids})
+    if not keys:
+        return
+    try:
+        with _cursor() as cursor:
+            _execute(
+                cursor,
+                "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k ORDER BY k",
+                [keys],
+            )
+    except (OperationalError, *_DRIVER_OPERATIONAL_ERRORS) as exc:
+        raise StoreUnavailableError(
+            f"a stream lock was not granted in time ({exc}); retry later"
+        ) from exc
+
+
+def _stream_lock_key(stream_id: uuid.UUID) -> int:
+    folded = (stream_id.int >> 64) ^ (stream_id.int & 0xFFFF_FFFF_FFFF_FFFF)
+    key = folded - (1 << 64) if folded >= 1 << 63 else folded
+    # Never the append lock's key: that one is always taken last, by appends.
+    return key if key != APPEND_LOCK_KEY else key - 1
+
+
+def stream_head(stream_id: uuid.UUID) -> StreamHead:
+    """Return the stream's newest version and hash, to append at (0 and "" when empty)."""
+    with _cursor() as cursor:
+        return StreamHead(*_read_heads(cursor, [stream_id])[stream_id])
+
+
+def stream_version(stream_id: uuid.UUID) -> int:
+    """Return the stream's current version (0 when it has no events)."""
+    with _cursor() as cursor:
+        _execute(
+            cursor, "SELECT MAX(version) FROM events WHERE stream_id = %s", [_db_uuid(stream_id)]
+        )
+        row = cursor.fetchone()
+    return row[0] or 0
+
+
+def read_stream(
+    stream_id: uuid.UUID,
+    *,
+    after_version: int = 0,
+    up_to_version: int | None = None,
+    upcasted: bool = True,
+) -> list[RecordedEvent]:
+    """Return a stream's events in version order.
+
+    Args:
+        stream_id: the stream.
+        after_version: only events with a version above this.
+        up_to_version: only events at or below this version.
+        upcasted: apply registered upcasters (False gives the rows as stored).
+    """
+    sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE stream_id = %s AND version > %s"
+    params: list[Any] = [_db_uuid(stream_id), after_version]
+    if up_to_version is not None:
+        sql += " AND version <= %s"
+        params.append(up_to_version)
+    sql += " ORDER BY version"
+    with (
+        span("event_store.load_events", "replay", aggregate_id=str(stream_id)) as current,
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(sql, params)
+        events = [_to_recorded(row, upcasted=upcasted) for row in cursor.fetchall()]
+        current.set_attribute("events_count", len(events))
+        return events
+
+
+def read_stream_data(
+    stream_id: uuid.UUID, *, after_version: int = 0, up_to_version: int | None = None
+) -> StreamData:
+    """Return a stream's events as lean, upcasted tuples, for rebuilding an aggregate.
+
+    Reads only what a replay needs (no metadata, no times), so a long replay costs little
+    more than fetching the rows. ``head`` is the last event's (version, hash): append at it.
+
+    Args:
+        stream_id: the stream.
+        after_version: only events with a version above this (e.g. a snapshot's).
+        up_to_version: only events at or below this version.
+    """
+    with span(
+        "event_store.load_events_from_version",
+        "replay",
+        aggregate_id=str(stream_id),
+        from_version=after_version,
+    ) as current:
+        data = _read_stream_data(stream_id, after_version, up_to_version)
+        current.set_attribute("events_count", len(data.events))
+        return data
+
+
+def _read_stream_data(
+    stream_id: uuid.UUID, after_version: int, up_to_version: int | None
+) -> StreamData:
+    sql = (
+        "SELECT version, event_type, schema_version, data, hash FROM events "
+        "WHERE stream_id = %s AND version > %s"
+    )
+    params: list[Any] = [_db_uuid(stream_id), after_version]
+    if up_to_version is not None:
+        sql += " AND version <= %s"
+        params.append(up_to_version)
+    sql += " ORDER BY version"
+    with _cursor() as cursor:
+        _execute(cursor, sql, params)
+        rows = cursor.fetchall()
+    if not rows:
+        return StreamData([], None)
+    loads = json.loads
+    if has_upcasters():
+        events = [
+            EventData(row[0], row[1], *upcast(row[1], row[2], loads(row[3]))) for row in rows
+        ]
+    else:
+        events = [EventData(row[0], row[1], row[2], loads(row[3])) for row in rows]
+    last = rows[-1]
+    return StreamData(events, StreamHead(last[0], last[4]))
+
+
+def iter_stream_rows(stream_id: uuid.UUID, *, after_version: int = 0) -> Iterable[Sequence[Any]]:
+    """Yield a stream's raw rows (position ... hash) in version order, for verification."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE stream_id = %s AND version > %s "
+            "ORDER BY version",
+            [_db_uuid(stream_id), after_version],
+        )
+        yield from cursor.fetchall()
+
+
+def version_at(stream_id: uuid.UUID, at: datetime) -> int:
+    """Return the newest version of a stream whose event occurred at or before ``at``.
+
+    0 when the stream had no event yet then (or has none at all). Replay the stream up to
+    this version for its state at that time: a prefix, never a filtered subset.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT MAX(version) FROM events WHERE stream_id = %s AND occurred_at <= %s",
+            [_db_uuid(stream_id), _db_time(at)],
+        )
+        row = cursor.fetchone()
+    return row[0] or 0
+
+
+def count_after(position: int) -> int:
+    """Return how many stored events come after a global position (a follower's lag)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM events WHERE position > %s", [position])
+        return cursor.fetchone()[0]
+
+
+def head_position() -> int:
+    """Return the highest committed global position (0 for an empty store)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT MAX(position) FROM events")
+        row = cursor.fetchone()
+    return row[0] or 0
+
+
+def read_all(*, after_position: int, limit: int = 1000) -> list[RecordedEvent]:
+    """Return the events after a global position, in position order, whole appends only.
+
+    See :func:`_read_all`.
+    """
+    with span("event_store.read_all", "project", after_position=after_position) as current:
+        events = _read_all(after_position=after_position, limit=limit)
+        current.set_attribute("events_count", len(events))
+        return events
+
+
+def _read_all(*, after_position: int, limit: int = 1000) -> list[RecordedEvent]:
+    """Return the events after a global position, in position order, whole appends only.
+
+    One SQL statement decides what is visible and fetches it: with appends serialised,
+    every committed position below a visible one is visible too, so nothing read past can
+    still appear later. A batch never ends in the middle of one append (a transfer's two
+    sides arrive together); an append larger than ``limit`` comes whole, alone.
+
+    Args:
+        after_position: the reader's checkpoint (0 to start at the beginning).
+        limit: the batch size.
+    """
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    with _cursor() as cursor:
+        _execute(
+            cursor,
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE position > %s ORDER BY position LIMIT %s",
+            [after_position, limit],
+            binary=True,
+        )
+        rows = cursor.fetchall()
+        if len(rows) < limit:
+            return [_to_recorded(row) for row in rows]
+        last_commit = rows[-1][11]
+        cut = len(rows)
+        while cut > 0 and rows[cut - 1][11] == last_commit:
+            cut -= 1
+        if cut > 0:
+            rows = rows[:cut]
+        else:
+            # One append fills the whole batch: deliver all of it (it committed whole).
+            _execute(
+                cursor,
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE commit_id = %s AND position > %s "
+                "ORDER BY position",
+                [last_commit, rows[-1][0]],
+                binary=True,
+            )
+            rows += cursor.fetchall()
+    return [_to_recorded(row) for row in rows]
+
+
+# --- snapshots ------------------------------------------------------------------------
+
+
+def save_snapshot(
+    stream_id: uuid.UUID,
+    *,
+    stream_type: str,
+    version: int,
+    schema_version: int,
+    state: dict[str, Any],
+) -> bool:
+    """Store a snapshot of a stream's state at ``version`` (a no-op if one exists there)."""
+    with span("snapshot_store.save", "snapshot", aggregate_id=str(stream_id), version=version):
+        return _save_snapshot(stream_id, stream_type, version, schema_version, state)
+
+
+def _save_snapshot(
+    stream_id: uuid.UUID,
+    stream_type: str,
+    version: int,
+    schema_version: int,
+    state: dict[str, Any],
+) -> bool:
+    """Store a snapshot of a stream's state at ``version`` (a no-op if one exists there).
+
+    Returns:
+        True when a new snapshot row was written.
+
+    Raises:
+        InvalidEventError: the state is not storable JSON.
+    """
+    _check_json(state, "snapshot state")
+    cast = "%s::jsonb" if _is_postgres() else "%s"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO snapshots (stream_id, stream_type, version, schema_version, state, "
+            f"created_at) VALUES (%s, %s, %s, %s, {cast}, %s) "
+            "ON CONFLICT (stream_id, version) DO NOTHING",
+            [
+                _db_uuid(stream_id),
+                stream_type,
+                version,
+                schema_version,
+                canonical_json(state),
+                _db_time(timezone.now()),
+            ],
+        )
+        return cursor.rowcount == 1
+
+
+def load_snapshot(
+    stream_id: uuid.UUID, *, schema_version: int, up_to_version: int | None = None
+) -> StoredSnapshot | None:
+    """Return the newest snapshot at or below ``up_to_version`` in ``schema_version``."""
+    with span("snapshot_store.load", "snapshot", aggregate_id=str(stream_id)) as current:
+        snapshot = _load_snapshot(stream_id, schema_version, up_to_version)
+        current.set_attribute("snapshot_version", snapshot.version if snapshot else 0)
+        return snapshot
+
+
+def _load_snapshot(
+    stream_id: uuid.UUID, schema_version: int, up_to_version: int | None
+) -> StoredSnapshot | None:
+    """Return the newest snapshot at or below ``up_to_version`` in ``schema_version``.
+
+    Snapshots written by another schema version of the state are never trusted: they are
+    passed over (the caller then replays more events).
+    """
+    sql = (
+        "SELECT stream_id, stream_type, version, schema_version, state, created_at "
+        "FROM snapshots WHERE stream_id = %s AND schema_version = %s"
+    )
+    params: list[Any] = [_db_uuid(stream_id), schema_version]
+    if up_to_version is not None:
+        sql += " AND version <= %s"
+        params.append(up_to_version)
+    sql += " ORDER BY version DESC LIMIT 1"
+    with _cursor() as cursor:
+        _execute(cursor, sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return StoredSnapshot(
+        stream_id=_py_uuid(row[0]),
+        stream_type=row[1],
+        version=row[2],
+        schema_version=row[3],
+        state=_py_json(row[4]),
+        created_at=_py_time(row[5]),
+    )

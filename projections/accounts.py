@@ -1,0 +1,182 @@
+"""The account read models: balances (one row per account) and transaction history."""
+
+from __future__ import annotations
+
+import unicodedata
+import uuid
+from collections.abc import Sequence
+
+from django.db.models import OuterRef, Subquery
+
+from eventstore import RecordedEvent
+
+from .base import Projection, ProjectionError, insert_rows
+from .models import AccountBalance, TransactionHistory
+
+STREAM_TYPE = "bank.account"
+
+_DELTA_SIGN = {
+    "MoneyDeposited": 1,
+    "TransferReceived": 1,
+    "MoneyWithdrawn": -1,
+    "TransferSent": -1,
+}
+
+
+def search_key(text: str) -> str:
+    """How holder names are matched: NFC-normalised and case-folded."""
+    return unicodedata.normalize("NFC", text).casefold()
+
+
+_STATUS = {"AccountFrozen": "frozen", "AccountUnfrozen": "active", "AccountClosed": "closed"}
+_KIND = {
+    "MoneyDeposited": "deposit",
+    "MoneyWithdrawn": "withdrawal",
+    "TransferReceived": "transfer_in",
+    "TransferSent": "transfer_out",
+}
+
+
+def _gap(projection: str, event: RecordedEvent, have: int) -> ProjectionError:
+    return ProjectionError(
+        f"projection {projection}: event at position {event.position} is version "
+        f"{event.version} of {event.stream_id}, but the read model has version {have}; "
+        "an event is missing: rebuild the projection (rebuild_projections "
+        f"{projection}) and check verify_events"
+    )
+
+
+class BalanceProjection(Projection):
+    name = "balances"
+    models = (AccountBalance,)
+    _fields = ("holder_name", "balance_cents", "status", "version", "updated_at", "last_position")
+
+    def handle(self, events: Sequence[RecordedEvent]) -> None:
+        relevant = [e for e in events if e.stream_type == STREAM_TYPE]
+        if not relevant:
+            return
+        ids = {e.stream_id for e in relevant}
+        rows: dict[uuid.UUID, AccountBalance] = {
+            row.account_id: row for row in AccountBalance.objects.filter(account_id__in=ids)
+        }
+        created: dict[uuid.UUID, AccountBalance] = {}
+        changed: set[uuid.UUID] = set()
+        for event in relevant:
+            row = rows.get(event.stream_id)
+            have = row.version if row is not None else 0
+            if event.version <= have:
+                continue  # applied already (a redelivered batch)
+            if event.version != have + 1:
+                raise _gap(self.name, event, have)
+            if event.event_type == "AccountOpened":
+                row = AccountBalance(
+                    account_id=event.stream_id,
+                    holder_name=event.data["holder_name"],
+                    holder_search=search_key(event.data["holder_name"]),
+                    currency=event.data["currency"],
+                    balance_cents=event.data["initial_balance_cents"],
+                    status="active",
+                    version=0,
+                    opened_at=event.occurred_at,
+                    updated_at=event.occurred_at,
+                    last_position=event.position,
+                )
+                rows[event.stream_id] = created[event.stream_id] = row
+            else:
+                assert row is not None
+                sign = _DELTA_SIGN.get(event.event_type)
+                if sign is not None:
+                    row.balance_cents += sign * event.data["amount_cents"]
+                elif event.event_type in _STATUS:
+                    row.status = _STATUS[event.event_type]
+                if event.stream_id not in created:
+                    changed.add(event.stream_id)
+            row.version = event.version
+            row.updated_at = event.occurred_at
+            row.last_position = event.position
+        touched = [*created.values(), *(rows[i] for i in changed)]
+        if touched:
+            # One upsert for new and changed rows alike (INSERT ... ON CONFLICT DO UPDATE).
+            AccountBalance.objects.bulk_create(
+                touched,
+                batch_size=1000,
+                update_conflicts=True,
+                unique_fields=["account_id"],
+                update_fields=self._fields,
+            )
+
+
+class HistoryProjection(Projection):
+    name = "transactions"
+    models = (TransactionHistory,)
+    columns = (
+        "account_id",
+        "version",
+        "kind",
+        "amount_cents",
+        "balance_after_cents",
+        "description",
+        "counterparty",
+        "transfer_id",
+        "actor",
+        "occurred_at",
+        "position",
+    )
+
+    def handle(self, events: Sequence[RecordedEvent]) -> None:
+        relevant = [e for e in events if e.stream_type == STREAM_TYPE]
+        if not relevant:
+            return
+        ids = {e.stream_id for e in relevant}
+        newest = (
+            TransactionHistory.objects.filter(account_id=OuterRef("account_id"))
+            .order_by("-version")
+            .values("version")[:1]
+        )
+        latest: dict[uuid.UUID, int] = {}
+        balances: dict[uuid.UUID, int] = {}
+        for account_id, version, balance in TransactionHistory.objects.filter(
+            account_id__in=ids, version=Subquery(newest)
+        ).values_list("account_id", "version", "balance_after_cents"):
+            latest[account_id], balances[account_id] = version, balance
+        new_rows = []
+        for event in relevant:
+            if event.version <= latest.get(event.stream_id, 0):
+                continue  # applied already (a redelivered batch)
+            if event.event_type == "AccountOpened":
+                amount = event.data["initial_balance_cents"]
+                kind, counterparty = "opening", None
+                if amount == 0:
+                    balances[event.stream_id] = 0
+                    continue
+            elif event.event_type in _KIND:
+                kind = _KIND[event.event_type]
+                amount = event.data["amount_cents"]
+                counterparty = event.data.get("to_account") or event.data.get("from_account")
+            else:
+                continue  # status changes move no money
+            before = balances.get(event.stream_id, 0)
+            after = (
+                before + amount
+                if kind in ("opening", "deposit", "transfer_in")
+                else before - amount
+            )
+            balances[event.stream_id] = after
+            actor = event.metadata.get("actor") or {}
+            transfer_id = event.data.get("transfer_id")
+            new_rows.append(
+                (
+                    event.stream_id,
+                    event.version,
+                    kind,
+                    amount,
+                    after,
+                    event.data.get("description", ""),
+                    uuid.UUID(counterparty) if counterparty else None,
+                    uuid.UUID(transfer_id) if transfer_id else None,
+                    str(actor.get("username", ""))[:150],
+                    event.occurred_at,
+                    event.position,
+                )
+            )
+        insert_rows(TransactionHistory, self.columns, new_rows)

@@ -1,0 +1,153 @@
+"""The admin in a real browser: Debian's headless Chromium via Selenium, on a live server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import Group, User
+
+from bank.services import Actor
+from bank.services import accounts as svc
+from projections import runner
+from tests.support import ensure_roles
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ARTIFACTS = Path(
+    os.environ.get("TEST_ARTIFACTS_DIR", Path(__file__).resolve().parents[2] / "test-artifacts")
+)
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+@pytest.fixture
+def browser():
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium and chromium-driver must be installed in CI (.ci/run does it)")
+        pytest.skip("Debian's chromium and chromium-driver are not installed")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1400,1000",
+        f"--user-data-dir={profile}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.implicitly_wait(5)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def make_staff(name, group):
+    ensure_roles()
+    user = User.objects.create_user(name, password="s3cret-pass", is_staff=True)
+    user.groups.add(Group.objects.get(name=group))
+    return user
+
+
+def log_in(browser, live_server, name):
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{live_server.url}/admin/login/")
+    browser.find_element(By.NAME, "username").send_keys(name)
+    browser.find_element(By.NAME, "password").send_keys("s3cret-pass")
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    assert "Site administration" in browser.page_source or "Log out" in browser.page_source
+
+
+@pytest.fixture
+def history():
+    start = datetime.now(UTC) - timedelta(days=3)
+    system = Actor.system("seed")
+    other = svc.open_account(holder_name="Someone Else", actor=system)
+    account = svc.open_account(
+        holder_name="Grace Hopper", initial_balance_cents=10_000, actor=system, clock=lambda: start
+    )
+    for day, amount in ((1, 2_500), (2, 700)):
+        svc.deposit(
+            account_id=account.id,
+            amount_cents=amount,
+            description=f"day {day}",
+            actor=system,
+            clock=lambda d=day: start + timedelta(days=d),
+        )
+    runner.catch_up()
+    return account.id, other.id
+
+
+def test_an_auditor_finds_an_account_travels_in_time_and_opens_an_event(
+    browser, live_server, history
+):
+    from selenium.webdriver.common.by import By
+
+    account_id, _ = history
+    make_staff("audrey", "auditors")
+    log_in(browser, live_server, "audrey")
+    browser.get(f"{live_server.url}/admin/projections/accountbalance/")
+    search = browser.find_element(By.ID, "searchbar")
+    search.send_keys("grace")
+    search.submit()
+    rows = browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")
+    assert len(rows) == 1 and "Grace Hopper" in rows[0].text
+    rows[0].find_element(By.LINK_TEXT, "Grace Hopper").click()
+    assert browser.find_element(By.ID, "state-balance").text.startswith("13200 cents")
+    assert "intact" in browser.find_element(By.ID, "chain-status").text
+    assert not browser.find_elements(By.ID, "commands")  # auditors change nothing
+
+    version = browser.find_element(By.ID, "id_as_of_version")
+    version.send_keys("2")
+    browser.find_element(By.ID, "travel-submit").click()
+    assert browser.find_element(By.ID, "past-version").text == "2"
+    assert browser.find_element(By.ID, "past-balance").text.startswith("12500 cents")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "admin-audit-view.png"))
+
+    first_row = browser.find_elements(By.CSS_SELECTOR, "#timeline tbody tr")[0]
+    assert first_row.get_attribute("data-version") == "3"
+    first_row.find_element(By.CLASS_NAME, "event-link").click()
+    page = browser.page_source
+    assert "MoneyDeposited" in page and "day 2" in page and str(account_id) in page
+    assert not browser.find_elements(By.NAME, "_save")
+
+
+def test_a_teller_freezes_an_account_and_sees_the_event_on_top(browser, live_server, history):
+    from selenium.webdriver.common.by import By
+
+    account_id, _ = history
+    make_staff("tom", "tellers")
+    log_in(browser, live_server, "tom")
+    browser.get(f"{live_server.url}/admin/projections/accountbalance/{account_id}/audit/")
+    browser.find_element(By.ID, "id_freeze-reason").send_keys("Card reported stolen")
+    browser.find_element(By.ID, "submit-freeze").click()
+    assert "Freeze done" in browser.find_element(By.CSS_SELECTOR, ".messagelist").text
+    assert browser.find_element(By.ID, "state-status").text == "frozen"
+    top = browser.find_elements(By.CSS_SELECTOR, "#timeline tbody tr")[0]
+    assert top.find_element(By.CLASS_NAME, "event-type").text == "AccountFrozen"
+    assert top.find_element(By.CLASS_NAME, "actor").text == "tom"
+    assert "Card reported stolen" in top.text
+
+    browser.find_element(By.ID, "id_deposit-amount_cents").send_keys("100")
+    browser.find_element(By.ID, "submit-deposit").click()
+    message = browser.find_element(By.CSS_SELECTOR, ".messagelist").text
+    assert "Deposit refused" in message and "frozen" in message
+    assert svc.get_account(account_id).version == 4

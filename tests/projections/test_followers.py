@@ -1,0 +1,191 @@
+"""Followers with real commits: concurrent writers, two followers, SIGKILL and SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+import eventstore as es
+from bank.domain import Account, DomainError
+from bank.services import Actor
+from bank.services import accounts as svc
+from bank.services.accounts import STREAM_TYPE
+from bank.services.errors import ConcurrencyConflict
+from projections import runner
+from tests.projections.helpers import (
+    balance_rows,
+    expected_balances,
+    history_rows,
+    read_model_balances,
+)
+from tests.support import run_threads
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ROOT = Path(__file__).resolve().parents[2]
+ACTOR = Actor.system("tests")
+
+
+def test_writers_and_two_followers_at_once_apply_every_event_exactly_once():
+    ids = [
+        svc.open_account(holder_name=f"W{i}", initial_balance_cents=1000, actor=ACTOR).id
+        for i in range(6)
+    ]
+    done = threading.Event()
+
+    def role(i, barrier):
+        barrier.wait()
+        if i < 3:  # writers
+            import random
+
+            rng = random.Random(i)
+            for _ in range(30):
+                a, b = rng.sample(ids, 2)
+                try:
+                    if rng.random() < 0.5:
+                        svc.transfer(
+                            from_account=a,
+                            to_account=b,
+                            amount_cents=rng.randint(1, 300),
+                            actor=ACTOR,
+                        )
+                    else:
+                        svc.deposit(account_id=a, amount_cents=rng.randint(1, 100), actor=ACTOR)
+                except (DomainError, ConcurrencyConflict):
+                    pass
+            return None
+        while True:  # followers
+            finished = done.is_set()
+            runner.catch_up(limit=5)
+            if finished:
+                return None
+            time.sleep(0.005)
+
+    def with_done(i, barrier):
+        try:
+            return role(i, barrier)
+        finally:
+            if i == 2:
+                done.set()
+
+    results = run_threads(5, with_done)
+    assert results == [None] * 5, results
+    runner.catch_up()
+    assert read_model_balances() == expected_balances()
+    live = (balance_rows(), history_rows())
+    runner.reset()
+    runner.catch_up()
+    assert (balance_rows(), history_rows()) == live
+
+
+def _bulk_store(accounts: int, deposits_each: int) -> None:
+    """A large store, written straight through the event store in big appends."""
+    now = datetime.now(UTC)
+    for i in range(accounts):
+        account = Account.open(uuid.uuid4(), holder_name=f"Bulk {i}", currency="EUR")
+        for _ in range(deposits_each):
+            account.deposit(1, "bulk")
+        es.append(
+            account.id,
+            [
+                es.NewEvent(event_type=e.event_type, data=e.to_data(), occurred_at=now)
+                for e in account.collect_events()
+            ],
+            stream_type=STREAM_TYPE,
+            expected_version=0,
+        )
+
+
+def _follower(*args):
+    settings = connection.settings_dict
+    url = f"postgres://{settings['USER']}@{settings['HOST'] or '127.0.0.1'}:{settings['PORT'] or 5432}/{settings['NAME']}"
+    env = {**os.environ, "DATABASE_URL": url, "DEBUG": "true", "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "run_projections", "--poll-interval", "0.2", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait(predicate, what, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _checkpoints():
+    return {s.name: s.checkpoint for s in runner.status()}
+
+
+@pytest.mark.postgres
+def test_a_follower_killed_mid_way_resumes_to_the_same_result_as_a_clean_rebuild():
+    _bulk_store(accounts=40, deposits_each=499)  # 20,000 events
+    head = es.head_position()
+    follower = _follower("--batch-size", "250")
+    try:
+        _wait(lambda: 0 < min(_checkpoints().values()) < head, "the follower to be mid-way")
+    finally:
+        follower.send_signal(signal.SIGKILL)
+        follower.wait(30)
+    assert min(_checkpoints().values()) < head
+    follower = _follower("--batch-size", "250")
+    try:
+        _wait(lambda: min(_checkpoints().values()) == head, "the restarted follower to catch up")
+        svc.deposit(
+            account_id=es.read_all(after_position=0, limit=1)[0].stream_id,
+            amount_cents=7,
+            actor=ACTOR,
+        )
+        _wait(
+            lambda: min(_checkpoints().values()) == es.head_position(), "a live append to arrive"
+        )
+    finally:
+        follower.send_signal(signal.SIGTERM)
+        out, err = follower.communicate(timeout=30)
+    assert follower.returncode == 0, err
+    assert "stopped cleanly" in out
+    live = (balance_rows(), history_rows())
+    runner.reset()
+    runner.catch_up(limit=5000)
+    assert (balance_rows(), history_rows()) == live
+    assert read_model_balances() == expected_balances()
+
+
+@pytest.mark.postgres
+def test_a_second_follower_stands_by_and_takes_over_when_the_first_dies():
+    first = _follower()
+    second = None
+    try:
+        _wait(lambda: "balances" in _checkpoints(), "the first follower to start")
+        second = _follower()
+        time.sleep(1.0)
+        account = svc.open_account(holder_name="Failover", actor=ACTOR)
+        _wait(lambda: min(_checkpoints().values()) == es.head_position(), "the first follower")
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+        svc.deposit(account_id=account.id, amount_cents=5, actor=ACTOR)
+        _wait(
+            lambda: min(_checkpoints().values()) == es.head_position(), "the standby to take over"
+        )
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.communicate(timeout=30)
+    assert read_model_balances()[account.id] == (5, "active", 2)

@@ -1,0 +1,164 @@
+"""A real OTLP/HTTP export: a receiver on loopback decodes what a manage.py process sends."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Receiver:
+    """A minimal OTLP/HTTP collector: keeps every decoded request."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.traces: list[ExportTraceServiceRequest] = []
+        self.metrics: list[ExportMetricsServiceRequest] = []
+        self.paths: list[str] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the http.server API
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.paths.append(self.path)
+                if self.path == "/v1/traces":
+                    request = ExportTraceServiceRequest()
+                    request.ParseFromString(body)
+                    receiver.traces.append(request)
+                    answer = ExportTraceServiceResponse().SerializeToString()
+                else:
+                    request = ExportMetricsServiceRequest()
+                    request.ParseFromString(body)
+                    receiver.metrics.append(request)
+                    answer = ExportMetricsServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Receiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def span_names(self) -> set[str]:
+        return {
+            span.name
+            for request in self.traces
+            for resource in request.resource_spans
+            for scope in resource.scope_spans
+            for span in scope.spans
+        }
+
+    def metric_names(self) -> set[str]:
+        return {
+            metric.name
+            for request in self.metrics
+            for resource in request.resource_metrics
+            for scope in resource.scope_metrics
+            for metric in scope.metrics
+        }
+
+
+def run_manage(tmp_path, *args, otel_env):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update(
+        {
+            "DEBUG": "true",
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'otel.sqlite3'}",
+            "PYTHONPATH": str(ROOT),
+            **otel_env,
+        }
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_spans_and_metrics_reach_an_otlp_http_receiver(tmp_path):
+    with Receiver() as receiver:
+        otel = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_SERVICE_NAME": "ledgerline-test",
+            "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=ci",
+        }
+        run_manage(tmp_path, "migrate", "-v", "0", otel_env=otel)
+        run_manage(tmp_path, "seed_demo", "--events", "30", "-v", "0", otel_env=otel)
+        run_manage(tmp_path, "rebuild_projections", "-v", "0", otel_env=otel)
+    names = receiver.span_names()
+    assert {
+        "command.open",
+        "command.deposit",
+        "event_store.append_events",
+        "snapshot_store.load",
+        "event_store.load_events_from_version",
+        "projection.balances.batch",
+        "event_store.read_all",
+    } <= names
+    resource = receiver.traces[0].resource_spans[0].resource
+    attributes = {a.key: a.value.string_value for a in resource.attributes}
+    assert attributes["service.name"] == "ledgerline-test"
+    assert attributes["deployment.environment"] == "ci"
+    assert {"eventstore.events_appended", "bank.command.duration"} <= receiver.metric_names()
+
+
+def test_with_no_endpoint_nothing_is_sent_anywhere(tmp_path):
+    try:
+        receiver = Receiver(4318)  # the OTLP/HTTP default: it must hear nothing
+    except OSError:
+        pytest.fail("port 4318 is taken; this test needs it free to prove nothing is sent")
+    with receiver:
+        run_manage(tmp_path, "migrate", "-v", "0", otel_env={})
+        run_manage(tmp_path, "seed_demo", "--events", "20", "-v", "0", otel_env={})
+        probe = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'config.settings');"
+                "django.setup(); from config import telemetry; print(telemetry.setup())",
+            ],
+            cwd=ROOT,
+            env={
+                **{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
+                "DEBUG": "true",
+                "PYTHONPATH": str(ROOT),
+            },
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert probe.stdout.strip() == "False", probe.stderr
+    assert receiver.paths == []
