@@ -65,14 +65,34 @@ def make_staff(name, group):
     return user
 
 
+def navigate(browser, action):
+    """Run ``action`` (a click or submit that loads a page) and wait until the new page is in.
+
+    Selenium returns from ``click()`` before the browser has replaced the page, so reading the
+    page straight after can see the old one. Waiting for the old ``<html>`` to go stale and the
+    new document to finish loading removes that race.
+    """
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old_page = browser.find_element(By.TAG_NAME, "html")
+    action()
+    wait = WebDriverWait(browser, 15)
+    wait.until(expected_conditions.staleness_of(old_page))
+    wait.until(lambda driver: driver.execute_script("return document.readyState") == "complete")
+
+
 def log_in(browser, live_server, name):
     from selenium.webdriver.common.by import By
 
     browser.get(f"{live_server.url}/admin/login/")
     browser.find_element(By.NAME, "username").send_keys(name)
     browser.find_element(By.NAME, "password").send_keys("s3cret-pass")
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-    assert "Site administration" in browser.page_source or "Log out" in browser.page_source
+    navigate(browser, browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click)
+    if not browser.find_elements(By.ID, "logout-form"):
+        errors = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".errornote, .errorlist")]
+        pytest.fail(f"logging in as {name} failed on {browser.current_url!r}: {errors}")
 
 
 @pytest.fixture
@@ -106,17 +126,17 @@ def test_an_auditor_finds_an_account_travels_in_time_and_opens_an_event(
     browser.get(f"{live_server.url}/admin/projections/accountbalance/")
     search = browser.find_element(By.ID, "searchbar")
     search.send_keys("grace")
-    search.submit()
+    navigate(browser, search.submit)
     rows = browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")
     assert len(rows) == 1 and "Grace Hopper" in rows[0].text
-    rows[0].find_element(By.LINK_TEXT, "Grace Hopper").click()
+    navigate(browser, rows[0].find_element(By.LINK_TEXT, "Grace Hopper").click)
     assert browser.find_element(By.ID, "state-balance").text.startswith("13200 cents")
     assert "intact" in browser.find_element(By.ID, "chain-status").text
     assert not browser.find_elements(By.ID, "commands")  # auditors change nothing
 
     version = browser.find_element(By.ID, "id_as_of_version")
     version.send_keys("2")
-    browser.find_element(By.ID, "travel-submit").click()
+    navigate(browser, browser.find_element(By.ID, "travel-submit").click)
     assert browser.find_element(By.ID, "past-version").text == "2"
     assert browser.find_element(By.ID, "past-balance").text.startswith("12500 cents")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -124,7 +144,7 @@ def test_an_auditor_finds_an_account_travels_in_time_and_opens_an_event(
 
     first_row = browser.find_elements(By.CSS_SELECTOR, "#timeline tbody tr")[0]
     assert first_row.get_attribute("data-version") == "3"
-    first_row.find_element(By.CLASS_NAME, "event-link").click()
+    navigate(browser, first_row.find_element(By.CLASS_NAME, "event-link").click)
     page = browser.page_source
     assert "MoneyDeposited" in page and "day 2" in page and str(account_id) in page
     assert not browser.find_elements(By.NAME, "_save")
@@ -138,7 +158,7 @@ def test_a_teller_freezes_an_account_and_sees_the_event_on_top(browser, live_ser
     log_in(browser, live_server, "tom")
     browser.get(f"{live_server.url}/admin/projections/accountbalance/{account_id}/audit/")
     browser.find_element(By.ID, "id_freeze-reason").send_keys("Card reported stolen")
-    browser.find_element(By.ID, "submit-freeze").click()
+    navigate(browser, browser.find_element(By.ID, "submit-freeze").click)
     assert "Freeze done" in browser.find_element(By.CSS_SELECTOR, ".messagelist").text
     assert browser.find_element(By.ID, "state-status").text == "frozen"
     top = browser.find_elements(By.CSS_SELECTOR, "#timeline tbody tr")[0]
@@ -147,7 +167,7 @@ def test_a_teller_freezes_an_account_and_sees_the_event_on_top(browser, live_ser
     assert "Card reported stolen" in top.text
 
     browser.find_element(By.ID, "id_deposit-amount_cents").send_keys("100")
-    browser.find_element(By.ID, "submit-deposit").click()
+    navigate(browser, browser.find_element(By.ID, "submit-deposit").click)
     message = browser.find_element(By.CSS_SELECTOR, ".messagelist").text
     assert "Deposit refused" in message and "frozen" in message
     assert svc.get_account(account_id).version == 4
