@@ -24,7 +24,7 @@ import eventstore as es
 
 from .models import Checkpoint
 from .telemetry import links as trace_links
-from .telemetry import tracer
+from .telemetry import publish_lag, tracer
 
 log = logging.getLogger("projections.relay")
 
@@ -98,6 +98,7 @@ class Relay:
         self.loop = asyncio.new_event_loop()
         self.nc: Any = None
         self.js: Any = None
+        self.duplicates = 0  # re-sent events JetStream dropped, since start
 
     # --- broker ------------------------------------------------------------------------
 
@@ -128,6 +129,14 @@ class Relay:
             await self.js.add_stream(stream)
         except Exception:  # noqa: BLE001 - exists already with other settings: update it
             await self.js.update_stream(stream)
+        if self.config.replicas < 3:
+            log.info(
+                "stream %s has %d replica(s): an acknowledgement is only as durable as the "
+                "server's jetstream sync_interval (set it to 'always', or use NATS_REPLICAS=3 "
+                "on a cluster; see the README)",
+                self.config.stream,
+                self.config.replicas,
+            )
 
     def close(self) -> None:
         if self.nc is not None:
@@ -136,6 +145,11 @@ class Relay:
             except Exception:  # noqa: BLE001 - closing a broken connection
                 log.debug("closing the NATS connection failed", exc_info=True)
         self.nc = self.js = None
+
+    def shutdown(self) -> None:
+        """Close the connection and the relay's event loop."""
+        self.close()
+        self.loop.close()
 
     # --- relaying ----------------------------------------------------------------------
 
@@ -168,8 +182,11 @@ class Relay:
                 row.position = events[-1].position
                 row.save(update_fields=["position", "updated_at"])
         duplicates = sum(1 for ack in acks if getattr(ack, "duplicate", False))
+        self.duplicates += duplicates
         if duplicates:
             log.info("%d re-sent events were dropped by JetStream's duplicate window", duplicates)
+        lag = es.count_after(events[-1].position) if len(events) >= self.batch_size else 0
+        publish_lag({self.config.checkpoint_name: lag})
         return len(events)
 
     async def _publish(self, events: list[es.RecordedEvent]) -> list[Any]:

@@ -155,25 +155,44 @@ class Status:
     updated_at: datetime | None
 
 
+RELAY_PREFIX = "relay:"
+
+
 def status(names: Iterable[str] | None = None) -> list[Status]:
     """Return each projection's checkpoint and its lag behind the store's head.
 
-    The lag in time is the age of the oldest event the projection has not applied yet
+    Event bus relays (checkpoints named ``relay:<stream>``) are followers too and are
+    listed after the projections; they can be asked for by that name.
+    The lag in time is the age of the oldest event the follower has not handled yet
     (0 when it is caught up, however quiet the store is).
     """
+    names = list(names or [])
+    relay_names = [n for n in names if n.startswith(RELAY_PREFIX)]
+    projection_names = [n for n in names if not n.startswith(RELAY_PREFIX)]
     head = es.head_position()
     checkpoints = {c.name: c for c in Checkpoint.objects.all()}
+    if names:
+        followers = [p.name for p in get_projections(projection_names)] if projection_names else []
+        missing = [n for n in relay_names if n not in checkpoints]
+        if missing:
+            raise ProjectionError(
+                f"no relay checkpoint named {', '.join(missing)}; has relay_events run yet?"
+            )
+        followers += relay_names
+    else:
+        followers = [p.name for p in get_projections()]
+        followers += sorted(n for n in checkpoints if n.startswith(RELAY_PREFIX))
     now = timezone.now()
     result = []
-    for projection in get_projections(names):
-        checkpoint = checkpoints.get(projection.name)
+    for name in followers:
+        checkpoint = checkpoints.get(name)
         position = checkpoint.position if checkpoint else 0
         pending = es.read_all(after_position=position, limit=1) if position < head else []
         lag_events = es.count_after(position) if pending else 0
         lag_seconds = (now - pending[0].recorded_at).total_seconds() if pending else 0.0
         result.append(
             Status(
-                name=projection.name,
+                name=name,
                 checkpoint=position,
                 head=head,
                 lag_events=lag_events,

@@ -14,7 +14,9 @@ class Command(BaseCommand):
     help = "Show each projection's checkpoint and lag; exit non-zero past a lag threshold."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("names", nargs="*", help="projections to show (default: all)")
+        parser.add_argument(
+            "names", nargs="*", help="projections (or relay:<stream>) to show (default: all)"
+        )
         parser.add_argument(
             "--max-lag-events", type=int, help="fail when a projection is more events behind"
         )
@@ -30,12 +32,12 @@ class Command(BaseCommand):
         except ProjectionError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(
-            f"{'projection':<14} {'checkpoint':>11} {'head':>11} {'lag events':>11} {'lag s':>9}"
+            f"{'follower':<20} {'checkpoint':>11} {'head':>11} {'lag events':>11} {'lag s':>9}"
         )
         unhealthy = []
         for row in rows:
             self.stdout.write(
-                f"{row.name:<14} {row.checkpoint:>11} {row.head:>11} {row.lag_events:>11} "
+                f"{row.name:<20} {row.checkpoint:>11} {row.head:>11} {row.lag_events:>11} "
                 f"{row.lag_seconds:>9.1f}"
             )
             if (
@@ -51,5 +53,6 @@ class Command(BaseCommand):
         if unhealthy:
             raise CommandError(
                 "; ".join(unhealthy)
-                + ". Check that run_projections is running (and not failing on an event)."
+                + ". Check that run_projections (and relay_events, for relay:*) is running and not "
+                "failing on an event."
             )

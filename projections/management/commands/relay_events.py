@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from typing import Any
 
 from django.conf import settings
@@ -48,6 +49,7 @@ class Command(BaseCommand):
         config = BusConfig.from_settings()
         relay = Relay(config, batch_size=options["batch_size"])
         published, backoff, locked = 0, 0.5, False
+        next_report = time.monotonic() + 5
         self.stdout.write(f"relaying to {config.url}, stream {config.stream}; stop with Ctrl-C")
         try:
             while not stop.is_set():
@@ -64,7 +66,15 @@ class Command(BaseCommand):
                             continue
                     count = relay.run_once()
                     published += count
+                    if backoff > 0.5:
+                        self.stdout.write("working again after the failure above; catching up")
                     backoff = 0.5
+                    if count and time.monotonic() >= next_report:
+                        self.stdout.write(
+                            f"published {published} events so far "
+                            f"({relay.duplicates} re-sends dropped as duplicates)"
+                        )
+                        next_report = time.monotonic() + 5
                     if not count:
                         if options["once"]:
                             break
@@ -76,14 +86,19 @@ class Command(BaseCommand):
                     stop.wait(backoff)
                     backoff = min(backoff * 2, options["max_backoff"])
                 except Exception as exc:  # noqa: BLE001 - the broker's errors: retry, lose nothing
-                    log.warning("NATS unavailable: %r", exc)
+                    log.warning("publishing to NATS failed: %r", exc)
                     self.stderr.write(
-                        f"NATS at {config.url} unavailable ({exc!r}); nothing is lost, "
+                        f"publishing to NATS at {config.url} failed ({exc!r}); nothing is lost, "
                         f"retrying in {backoff:.1f} s"
                     )
                     relay.close()
                     stop.wait(backoff)
                     backoff = min(backoff * 2, options["max_backoff"])
         finally:
-            relay.close()
-        self.stdout.write(self.style.SUCCESS(f"stopped cleanly; published {published} events"))
+            relay.shutdown()
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"stopped cleanly; published {published} events "
+                f"({relay.duplicates} re-sends dropped as duplicates)"
+            )
+        )

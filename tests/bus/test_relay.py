@@ -1,0 +1,400 @@
+"""The event bus relay against a real NATS JetStream server on loopback.
+
+Each test publishes to a stream of its own (``TEST_<random>`` on subjects ``t<random>.>``) and
+deletes it afterwards, so tests never see each other's messages. The shared server is the one
+on 127.0.0.1:4222 (``.ci/run`` starts it); the broker-away test starts a private nats-server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+import eventstore as es
+from bank.domain import DomainError
+from bank.services import Actor
+from bank.services import accounts as svc
+from projections import runner
+from projections.models import Checkpoint
+from projections.relay import BusConfig, Relay
+from tests.projections.test_followers import _bulk_store, _wait
+from tests.support import run_threads
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ROOT = Path(__file__).resolve().parents[2]
+NATS_URL = os.environ.get("TEST_NATS_URL", "nats://127.0.0.1:4222")
+NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
+ACTOR = Actor.system("tests")
+
+
+def _reachable(url: str) -> bool:
+    host, port = url.rsplit("//", 1)[-1].rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def nats_server():
+    if not _reachable(NATS_URL):
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"NATS must be running at {NATS_URL} in CI (.ci/run starts it)")
+        pytest.skip(f"NATS is not running at {NATS_URL}")
+    return NATS_URL
+
+
+def _config(url: str) -> BusConfig:
+    tag = uuid.uuid4().hex[:10]
+    return BusConfig(
+        url=url,
+        stream=f"TEST_{tag}",
+        subjects=[f"t{tag}.>"],
+        subject_prefix=f"t{tag}.",
+        duplicate_window=120.0,
+        replicas=1,
+    )
+
+
+async def _delete_stream(config: BusConfig) -> None:
+    import nats
+
+    nc = await nats.connect(config.url, connect_timeout=2, allow_reconnect=False)
+    with contextlib.suppress(Exception):  # never created
+        await nc.jetstream().delete_stream(config.stream)
+    await nc.close()
+
+
+@pytest.fixture
+def bus(nats_server):
+    config = _config(nats_server)
+    yield config
+    asyncio.run(_delete_stream(config))
+
+
+def _stream_messages(config: BusConfig) -> list[dict]:
+    """Every message in the stream, in stream order: subject, headers and decoded body."""
+
+    async def read():
+        import nats
+
+        nc = await nats.connect(config.url, connect_timeout=2, allow_reconnect=False)
+        js = nc.jetstream(timeout=10)
+        consumer = await js.pull_subscribe(
+            config.subjects[0], stream=config.stream, durable=None, inbox_prefix=None
+        )
+        info = await js.stream_info(config.stream)
+        messages = []
+        while len(messages) < info.state.messages:
+            for msg in await consumer.fetch(batch=1000, timeout=10):
+                messages.append(
+                    {
+                        "subject": msg.subject,
+                        "headers": dict(msg.headers or {}),
+                        "body": json.loads(msg.data),
+                        "seq": msg.metadata.sequence.stream,
+                    }
+                )
+                await msg.ack()
+        await nc.close()
+        return messages
+
+    return asyncio.run(read())
+
+
+def _stream_count(config: BusConfig) -> int:
+    async def count():
+        import nats
+
+        nc = await nats.connect(config.url, connect_timeout=2, allow_reconnect=False)
+        try:
+            return (await nc.jetstream().stream_info(config.stream)).state.messages
+        except Exception:  # noqa: BLE001 - not created yet
+            return 0
+        finally:
+            await nc.close()
+
+    return asyncio.run(count())
+
+
+def _all_events() -> list[es.RecordedEvent]:
+    events, position = [], 0
+    while batch := es.read_all(after_position=position, limit=5000):
+        events += batch
+        position = batch[-1].position
+    return events
+
+
+def _assert_each_event_once_in_order(config: BusConfig) -> list[dict]:
+    """The stream holds every stored event exactly once, in global and per-stream order."""
+    messages = _stream_messages(config)
+    stored = _all_events()
+    ids = [m["headers"]["Nats-Msg-Id"] for m in messages]
+    assert len(ids) == len(set(ids)), "an event id arrived twice"
+    assert ids == [str(e.event_id) for e in stored], "the stream is not the global order"
+    for message in messages:
+        assert message["body"]["event_id"] == message["headers"]["Nats-Msg-Id"]
+        assert message["subject"] == (
+            f"{config.subject_prefix}bank.account.{message['body']['event_type']}"
+        )
+    versions = collections.defaultdict(list)
+    for message in messages:
+        versions[message["body"]["stream_id"]].append(message["body"]["version"])
+    for stream_versions in versions.values():
+        assert stream_versions == list(range(1, len(stream_versions) + 1))
+    return messages
+
+
+def _relay_process(config: BusConfig, *args: str) -> subprocess.Popen:
+    settings = connection.settings_dict
+    url = (
+        f"postgres://{settings['USER']}@{settings['HOST'] or '127.0.0.1'}:"
+        f"{settings['PORT'] or 5432}/{settings['NAME']}"
+    )
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "DEBUG": "true",
+        "PYTHONPATH": str(ROOT),
+        "NATS_URL": config.url,
+        "NATS_STREAM": config.stream,
+        "NATS_SUBJECT_PREFIX": config.subject_prefix,
+        "NATS_SUBJECTS": ",".join(config.subjects),
+        "NATS_DUPLICATE_WINDOW_SECONDS": str(int(config.duplicate_window)),
+    }
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "relay_events", "--poll-interval", "0.1", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _relay_checkpoint(config: BusConfig) -> int:
+    row = Checkpoint.objects.filter(name=config.checkpoint_name).first()
+    return row.position if row else 0
+
+
+def test_concurrent_writers_events_arrive_once_each_in_order(bus):
+    ids = [
+        svc.open_account(holder_name=f"Bus {i}", initial_balance_cents=1_000, actor=ACTOR).id
+        for i in range(5)
+    ]
+    writers = 4
+    finished_writers = threading.Semaphore(0)
+
+    def write(i):
+        rng = random.Random(i)
+        for _ in range(25):
+            a, b = rng.sample(ids, 2)
+            try:
+                if rng.random() < 0.5:
+                    amount = rng.randint(1, 50)
+                    svc.transfer(from_account=a, to_account=b, amount_cents=amount, actor=ACTOR)
+                else:
+                    svc.deposit(account_id=a, amount_cents=rng.randint(1, 50), actor=ACTOR)
+            except DomainError:
+                pass
+
+    def relay_until_writers_are_done():
+        relay = Relay(bus, batch_size=7)
+        try:
+            done = 0
+            while True:
+                while done < writers and finished_writers.acquire(timeout=0):
+                    done += 1
+                if not relay.run_once() and done == writers:
+                    return relay.duplicates
+        finally:
+            relay.shutdown()
+
+    def role(i, barrier):
+        barrier.wait()
+        if i == writers:  # the relay, publishing while the writers write
+            return relay_until_writers_are_done()
+        try:
+            return write(i)
+        finally:
+            finished_writers.release()
+
+    results = run_threads(writers + 1, role)
+    assert results[:writers] == [None] * writers, results
+    assert results[writers] == 0, f"nothing was re-sent, yet {results[writers]} duplicates"
+    assert len(_all_events()) > 5 + 50  # the opening events and most commands
+    _assert_each_event_once_in_order(bus)
+    assert _relay_checkpoint(bus) == es.head_position()
+
+
+def test_a_resent_batch_is_dropped_by_the_duplicate_window(bus, monkeypatch):
+    account = svc.open_account(holder_name="Resend", actor=ACTOR)
+    for amount in range(1, 11):
+        svc.deposit(account_id=account.id, amount_cents=amount, actor=ACTOR)
+
+    class Crash(Exception):
+        pass
+
+    def crash(self, *args, **kwargs):
+        raise Crash("the relay died between JetStream's acknowledgement and its checkpoint")
+
+    relay = Relay(bus, batch_size=100)
+    try:
+        relay.checkpoint()  # created at 0 before the crash is armed
+        with monkeypatch.context() as patch:
+            patch.setattr(Checkpoint, "save", crash)
+            with pytest.raises(Crash):
+                relay.run_once()
+        assert _stream_count(bus) == 11 and _relay_checkpoint(bus) == 0
+        assert relay.run_once() == 11  # the whole batch again, after a "restart"
+        assert relay.duplicates == 11
+    finally:
+        relay.shutdown()
+    assert _relay_checkpoint(bus) == es.head_position()
+    _assert_each_event_once_in_order(bus)
+
+
+def test_the_traceparent_belongs_to_the_command_that_wrote_the_event(bus, spans):
+    account = svc.open_account(holder_name="Traced", actor=ACTOR)
+    spans.clear()
+    svc.deposit(account_id=account.id, amount_cents=42, actor=ACTOR)
+    (command,) = [s for s in spans.get_finished_spans() if s.name == "command.deposit"]
+    relay = Relay(bus)
+    try:
+        assert relay.run_once() == 2
+    finally:
+        relay.shutdown()
+    (relay_span,) = [s for s in spans.get_finished_spans() if s.name == "relay.batch"]
+    assert relay_span.attributes["events_count"] == 2
+    assert command.context.trace_id in {link.context.trace_id for link in relay_span.links}
+    deposit = _assert_each_event_once_in_order(bus)[1]
+    assert deposit["body"]["event_type"] == "MoneyDeposited"
+    version, trace_id, parent_id, flags = deposit["headers"]["traceparent"].split("-")
+    assert version == "00" and flags == "01"
+    assert int(trace_id, 16) == command.context.trace_id
+    assert deposit["body"]["metadata"]["trace_id"] == trace_id
+    assert int(parent_id, 16) in {
+        s.context.span_id
+        for s in spans.get_finished_spans()
+        if s.context.trace_id == command.context.trace_id
+    }
+
+
+def test_relay_lag_is_in_projection_status(bus, capsys):
+    account = svc.open_account(holder_name="Lag", actor=ACTOR)
+    svc.deposit(account_id=account.id, amount_cents=1, actor=ACTOR)
+    relay = Relay(bus, batch_size=1)
+    try:
+        relay.run_once()
+    finally:
+        relay.shutdown()
+    (row,) = runner.status([bus.checkpoint_name])
+    first, second = _all_events()
+    assert (row.checkpoint, row.head, row.lag_events) == (first.position, second.position, 1)
+    call_command("projection_status")
+    out = capsys.readouterr().out
+    assert bus.checkpoint_name in out
+    with pytest.raises(Exception, match="relay:"):
+        call_command("projection_status", "--max-lag-events", "0")
+
+
+def test_an_unconfigured_relay_does_nothing(settings, capsys):
+    settings.NATS_URL = ""
+    call_command("relay_events", "--once")
+    assert "not configured" in capsys.readouterr().out
+    assert not Checkpoint.objects.filter(name__startswith="relay:").exists()
+
+
+@pytest.mark.postgres
+def test_a_relay_killed_mid_batch_loses_nothing_and_resends_are_dropped(bus):
+    _bulk_store(accounts=20, deposits_each=999)  # 20,000 events
+    head = es.head_position()
+    relay = _relay_process(bus, "--batch-size", "200")
+    try:
+        _wait(lambda: _stream_count(bus) > 0, "the relay to publish", timeout=60)
+    finally:
+        relay.send_signal(signal.SIGKILL)
+        relay.wait(30)
+    time.sleep(0.5)  # what the dead relay had sent reaches the server
+    published, checkpoint = _stream_count(bus), _relay_checkpoint(bus)
+    assert checkpoint < head, "the relay was not killed mid-way"
+    acknowledged = len(_all_events()) - es.count_after(checkpoint)
+    assert published >= acknowledged  # the checkpoint never runs ahead of the stream
+    restarted = _relay_process(bus, "--batch-size", "200", "--once")
+    out, err = restarted.communicate(timeout=120)
+    assert restarted.returncode == 0, err
+    assert f"({published - acknowledged} re-sends dropped as duplicates)" in out
+    assert _relay_checkpoint(bus) == head
+    assert _stream_count(bus) == len(_all_events())
+    _assert_each_event_once_in_order(bus)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.postgres
+def test_the_relay_waits_for_an_absent_broker_and_resumes_without_loss(nats_server):
+    port, store = _free_port(), tempfile.mkdtemp(prefix="nats-store-")
+    config = _config(f"nats://127.0.0.1:{port}")
+
+    def start_broker():
+        broker = subprocess.Popen(
+            [NATS_SERVER, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", store],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _wait(lambda: _reachable(config.url), "the private NATS server to listen", timeout=30)
+        return broker
+
+    account = svc.open_account(holder_name="Away", actor=ACTOR)
+    relay = _relay_process(config, "--max-backoff", "0.5")
+    broker = None
+    try:
+        svc.deposit(account_id=account.id, amount_cents=1, actor=ACTOR)
+        time.sleep(1.5)  # the relay tries, fails and backs off
+        assert _relay_checkpoint(config) == 0
+        broker = start_broker()
+        _wait(lambda: _relay_checkpoint(config) == es.head_position(), "the relay to catch up")
+        broker.send_signal(signal.SIGTERM)
+        broker.wait(30)
+        for amount in (2, 3, 4):
+            svc.deposit(account_id=account.id, amount_cents=amount, actor=ACTOR)
+        time.sleep(1.5)
+        assert _relay_checkpoint(config) < es.head_position()
+        broker = start_broker()  # same storage: the stream is still there
+        _wait(lambda: _relay_checkpoint(config) == es.head_position(), "the relay to resume")
+        _assert_each_event_once_in_order(config)
+    finally:
+        relay.send_signal(signal.SIGTERM)
+        out, err = relay.communicate(timeout=30)
+        if broker is not None:
+            asyncio.run(_delete_stream(config))
+            broker.send_signal(signal.SIGTERM)
+            broker.wait(30)
+        shutil.rmtree(store, ignore_errors=True)
+    assert relay.returncode == 0, err
+    assert "failed" in err and "nothing is lost" in err
+    assert "stopped cleanly" in out
