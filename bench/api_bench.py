@@ -22,6 +22,7 @@ import time
 
 from common import (
     BENCH_DB,
+    PRODUCTION_ENV,
     ROOT,
     print_table,
     recreate_database,
@@ -43,8 +44,7 @@ def start_server(url: str, port: int, workers: int) -> subprocess.Popen:
     env = {
         **os.environ,
         "DATABASE_URL": url,
-        "DEBUG": "false",
-        "SECRET_KEY": "bench-only-secret-key",
+        **PRODUCTION_ENV,
         "ALLOWED_HOSTS": "127.0.0.1",
         "CONN_MAX_AGE": "60",
         "API_THROTTLE_RATE": "1000000/minute",

@@ -23,6 +23,13 @@ BENCH_DB = os.environ.get("BENCH_DB", "ledgerline_bench")
 PG_HOST = os.environ.get("BENCH_PG_HOST", "127.0.0.1")
 PG_PORT = os.environ.get("BENCH_PG_PORT", "5432")
 PG_USER = os.environ.get("BENCH_PG_USER", "postgres")
+# Production settings (DEBUG off) over plain HTTP on loopback: a long throw-away key, and no
+# redirect to HTTPS.
+PRODUCTION_ENV = {
+    "DEBUG": "false",
+    "SECRET_KEY": "bench-only-secret-key-not-for-any-real-deployment",
+    "SECURE_SSL_REDIRECT": "false",
+}
 
 
 def recreate_database(name: str) -> str:
@@ -38,8 +45,7 @@ def recreate_database(name: str) -> str:
 def setup_django(database_url: str) -> None:
     """Configure Django on the benchmark database (production settings: DEBUG off)."""
     os.environ["DATABASE_URL"] = database_url
-    os.environ["DEBUG"] = "false"
-    os.environ.setdefault("SECRET_KEY", "bench-only-secret-key")
+    os.environ.update(PRODUCTION_ENV)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 

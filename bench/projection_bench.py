@@ -21,7 +21,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-from common import BENCH_DB, ROOT, Result, recreate_database, setup_django
+from common import BENCH_DB, PRODUCTION_ENV, ROOT, Result, recreate_database, setup_django
 
 
 def build_store(accounts: int, events_each: int) -> int:
@@ -95,7 +95,7 @@ def follow_latency(url: str, deposits: int) -> Result:
     from bank.services import accounts as svc
     from projections.models import AccountBalance
 
-    env = {**os.environ, "DATABASE_URL": url, "DEBUG": "false", "SECRET_KEY": "bench"}
+    env = {**os.environ, "DATABASE_URL": url, **PRODUCTION_ENV}
     follower = subprocess.Popen(
         [sys.executable, "manage.py", "run_projections", "--poll-interval", "1"],
         cwd=ROOT,

@@ -21,7 +21,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from threading import Thread
 
-from common import BENCH_DB, ROOT, recreate_database
+from common import BENCH_DB, PRODUCTION_ENV, ROOT, recreate_database
 
 MODES = ("off", "noop-exporter", "otlp-loopback")
 
@@ -32,7 +32,7 @@ def worker(mode: str, deposits: int, accounts: int) -> None:
     from common import setup_django
 
     url = os.environ["BENCH_URL"]
-    os.environ.update({"DATABASE_URL": url, "DEBUG": "false", "SECRET_KEY": "bench"})
+    os.environ.update({"DATABASE_URL": url, **PRODUCTION_ENV})
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     from config import telemetry
 

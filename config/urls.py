@@ -6,9 +6,12 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny, IsAuthenticated
 
+from projections.views import healthz
+
 _docs_permission = AllowAny if settings.API_DOCS_PUBLIC else IsAuthenticated
 
 urlpatterns = [
+    path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/", include("bank.api.urls")),
     path(

@@ -42,3 +42,80 @@ def test_debug_gets_a_development_key_and_the_sqlite_file_lives_in_the_project(t
 def test_snapshot_interval_must_be_positive():
     result = _settings({"DEBUG": "true", "SNAPSHOT_INTERVAL": "0"})
     assert "SNAPSHOT_INTERVAL must be a positive" in result.stderr
+
+
+PRODUCTION = {
+    "DEBUG": "false",
+    "SECRET_KEY": "a-production-like-key-of-more-than-32-characters-0123456789",
+    "ALLOWED_HOSTS": "testserver,bank.example",
+}
+
+
+def _run(code, env, cwd=ROOT):
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("SECRET_KEY", "DEBUG", "DATABASE_URL", "ALLOWED_HOSTS")
+    }
+    return subprocess.run(
+        [sys.executable, *code],
+        env={**clean, "PYTHONPATH": str(ROOT), "DJANGO_SETTINGS_MODULE": "config.settings", **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_production_refuses_the_development_key_and_short_keys():
+    for key in ("dev-only-insecure-key-do-not-use-in-production", "short"):
+        result = _settings({"DEBUG": "false", "SECRET_KEY": key})
+        assert result.returncode != 0
+        assert "production needs its own long random key" in result.stderr
+
+
+def test_check_deploy_passes_with_production_settings(tmp_path):
+    env = {**PRODUCTION, "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+    result = _run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_production_sets_secure_cookies_hsts_and_the_other_headers(tmp_path):
+    env = {
+        **PRODUCTION,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "BEHIND_TLS_PROXY": "true",
+    }
+    code = """
+import json, django
+django.setup()
+from django.conf import settings
+from django.test import Client
+client = Client()
+plain = client.get("/api/accounts/")
+secure = client.get("/api/accounts/", HTTP_X_FORWARDED_PROTO="https")
+probe = client.get("/healthz")
+print(json.dumps({
+    "redirect": [plain.status_code, plain.get("Location")],
+    "secure": [secure.status_code, dict(secure.headers)],
+    "probe": probe.status_code,
+    "cookies": [settings.SESSION_COOKIE_SECURE, settings.CSRF_COOKIE_SECURE,
+                settings.SESSION_COOKIE_HTTPONLY],
+}))
+"""
+    result = _run(["-c", code], env)
+    assert result.returncode == 0, result.stderr
+    import json
+
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["redirect"] == [301, "https://testserver/api/accounts/"]
+    status, headers = found["secure"]
+    assert status == 401  # over HTTPS the API answers (and wants a token)
+    assert headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains; preload"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["X-Frame-Options"] == "DENY"
+    assert headers["Referrer-Policy"] == "same-origin"
+    assert headers["Cross-Origin-Opener-Policy"] == "same-origin"
+    assert found["probe"] in (200, 503)  # /healthz is not redirected: probes use plain HTTP
+    assert found["cookies"] == [True, True, True]

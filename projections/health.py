@@ -1,0 +1,76 @@
+"""Health of a running back-office: database reachable, migrations applied, read models current.
+
+Used by ``python manage.py healthcheck`` (details for the operator) and by ``/healthz``
+(a yes/no per check for a load balancer or orchestrator; no numbers, names or errors).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import DatabaseError, connection
+from django.db.migrations.executor import MigrationExecutor
+
+from .runner import RELAY_PREFIX, status
+
+_migrations_applied = False  # once true, it stays true for the life of the process
+
+
+@dataclass
+class Health:
+    checks: dict[str, bool] = field(default_factory=dict)
+    details: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(self.checks.values())
+
+
+def _pending_migrations() -> list[str]:
+    executor = MigrationExecutor(connection)
+    targets = executor.loader.graph.leaf_nodes()
+    return [f"{m.app_label}.{m.name}" for m, _ in executor.migration_plan(targets)]
+
+
+def check(*, max_lag_events: int | None = None, max_lag_seconds: float | None = None) -> Health:
+    """Run every check; a failing check never raises, it is reported."""
+    global _migrations_applied
+    max_lag_events = settings.HEALTH_MAX_LAG_EVENTS if max_lag_events is None else max_lag_events
+    if max_lag_seconds is None:
+        max_lag_seconds = settings.HEALTH_MAX_LAG_SECONDS
+    health = Health()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except DatabaseError as exc:
+        health.checks.update(database=False, migrations=False, projections=False)
+        health.details.append(f"database unreachable: {exc}".strip())
+        connection.close()
+        return health
+    health.checks["database"] = True
+    if not _migrations_applied:
+        pending = _pending_migrations()
+        _migrations_applied = not pending
+        if pending:
+            health.details.append(
+                f"{len(pending)} migration(s) not applied ({', '.join(pending[:5])}); "
+                "run python manage.py migrate"
+            )
+    health.checks["migrations"] = _migrations_applied
+    if not _migrations_applied:
+        health.checks["projections"] = False
+        return health
+    lagging = []
+    for row in status():
+        if row.name.startswith(RELAY_PREFIX) and not settings.NATS_URL:
+            continue  # a relay that is not configured here is not this server's concern
+        if row.lag_events > max_lag_events or row.lag_seconds > max_lag_seconds:
+            lagging.append(
+                f"{row.name} is {row.lag_events} events / {row.lag_seconds:.0f} s behind"
+            )
+    health.checks["projections"] = not lagging
+    if lagging:
+        health.details.append("; ".join(lagging) + " (is run_projections / relay_events running?)")
+    return health
