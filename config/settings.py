@@ -101,7 +101,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         f"-c lock_timeout={DB_LOCK_TIMEOUT_MS} "
         f"-c idle_in_transaction_session_timeout={DB_IDLE_IN_TRANSACTION_TIMEOUT_MS}"
     )
-    DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 5)
+    # An unreachable database is reported (503) after this long rather than waited for.
+    DATABASES["default"]["OPTIONS"].setdefault(
+        "connect_timeout", env.int("DB_CONNECT_TIMEOUT_SECONDS", default=5)
+    )
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {})
     # IMMEDIATE takes the write lock at BEGIN, so appends are serialised in commit order

@@ -19,6 +19,17 @@ from projections.runner import catch_up, get_projections, status
 
 log = logging.getLogger("projections.runner")
 
+try:  # the LISTEN connection is plain psycopg: its errors are not Django's
+    import psycopg
+
+    DATABASE_ERRORS: tuple[type[Exception], ...] = (
+        DatabaseError,
+        es.StoreUnavailableError,
+        psycopg.Error,
+    )
+except ImportError:  # pragma: no cover - SQLite only
+    DATABASE_ERRORS = (DatabaseError, es.StoreUnavailableError)
+
 
 def _lock_key(name: str) -> int:
     return int.from_bytes(
@@ -94,7 +105,7 @@ class _Follower:
                 log.error("%s", exc)
                 self.command.stderr.write(f"{exc}; retrying in {self.poll_interval * 5:.0f} s")
                 self.stop.wait(self.poll_interval * 5)
-            except (DatabaseError, es.StoreUnavailableError) as exc:
+            except DATABASE_ERRORS as exc:
                 # The database went away: drop the connection (and the locks with it),
                 # wait, start again. Nothing was half-applied: batches are transactions.
                 log.warning("database error, retrying: %s", exc)
