@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: setup run test test-sqlite test-postgres lint bench fuzz clean
+.PHONY: setup run test test-sqlite test-postgres lint bench load fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -52,6 +52,10 @@ test-postgres: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[bench]'
 	DEBUG=true $(BIN)/python bench/run_all.py
+
+# The load test: gunicorn + run_projections on PostgreSQL, 32 clients for 30 s, then checks.
+load: $(STAMP)
+	$(BIN)/python bench/load_test.py --clients $${CLIENTS:-32} --seconds $${SECONDS_:-30}
 
 # A larger schemathesis budget than the suite's (SQLite; set DATABASE_URL for PostgreSQL).
 fuzz: $(STAMP)

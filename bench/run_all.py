@@ -13,6 +13,8 @@ BENCHMARKS = [
     "projection_bench.py",
     "api_bench.py",
     "telemetry_bench.py",
+    "relay_bench.py",
+    "load_test.py",
 ]
 
 if __name__ == "__main__":
