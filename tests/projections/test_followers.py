@@ -189,3 +189,62 @@ def test_a_second_follower_stands_by_and_takes_over_when_the_first_dies():
                 process.send_signal(signal.SIGTERM)
                 process.communicate(timeout=30)
     assert read_model_balances()[account.id] == (5, "active", 2)
+
+
+@pytest.mark.postgres
+def test_a_follower_killed_during_heavy_writes_ends_equal_to_a_rebuild():
+    ids = [
+        svc.open_account(holder_name=f"Heavy {i}", initial_balance_cents=5_000, actor=ACTOR).id
+        for i in range(8)
+    ]
+    writing = threading.Event()
+    writing.set()
+
+    def write(i, barrier):
+        import random
+
+        rng = random.Random(i)
+        barrier.wait()
+        count = 0
+        while writing.is_set():
+            a, b = rng.sample(ids, 2)
+            try:
+                if rng.random() < 0.5:
+                    svc.transfer(
+                        from_account=a, to_account=b, amount_cents=rng.randint(1, 99), actor=ACTOR
+                    )
+                else:
+                    svc.deposit(account_id=a, amount_cents=rng.randint(1, 99), actor=ACTOR)
+                count += 1
+            except (DomainError, ConcurrencyConflict):
+                pass
+        return count
+
+    results: list = []
+    writers = threading.Thread(target=lambda: results.extend(run_threads(4, write)))
+    writers.start()
+    follower = _follower("--batch-size", "20")
+    try:
+        _wait(lambda: min(_checkpoints().values()) > 50, "the follower to apply some batches")
+        follower.send_signal(signal.SIGKILL)  # mid-stream, writers still going
+        follower.wait(30)
+        time.sleep(0.5)
+        killed_at = min(_checkpoints().values())
+        assert killed_at < es.head_position(), "the writes were not heavy enough to kill mid-way"
+        follower = _follower("--batch-size", "20")
+        time.sleep(1.5)
+    finally:
+        writing.clear()
+        writers.join(120)
+    try:
+        _wait(lambda: min(_checkpoints().values()) == es.head_position(), "the catch-up")
+    finally:
+        follower.send_signal(signal.SIGTERM)
+        out, err = follower.communicate(timeout=30)
+    assert follower.returncode == 0, err
+    assert all(isinstance(n, int) for n in results) and sum(results) > 50, results
+    live = (balance_rows(), history_rows())
+    runner.reset()
+    runner.catch_up(limit=5000)
+    assert (balance_rows(), history_rows()) == live
+    assert read_model_balances() == expected_balances()
