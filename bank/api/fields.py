@@ -30,15 +30,18 @@ def AmountField(**kwargs: Any) -> StrictIntegerField:  # noqa: N802 - a field fa
     )
 
 
-# Control characters (Unicode category Cc: C0, DEL, C1) are refused; the patterns put that
-# in the OpenAPI document, and a non-blank text needs one character that is not a space.
-_TEXT = r"[^\x00-\x1f\x7f-\x9f]"
+# Control characters (Unicode category Cc: C0, DEL, C1) and the bidirectional embedding,
+# override and isolate controls (which can make a name read as another in the admin) are
+# refused; the patterns put that in the OpenAPI document, and a non-blank text needs one
+# character that is not a space.
+_TEXT = r"[^\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]"
+_SOLID = r"[^\s\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]"
 NO_CONTROL_CHARACTERS = RegexValidator(
-    rf"^{_TEXT}*$", message="must not contain control characters"
+    rf"^{_TEXT}*$", message="must not contain control characters or bidirectional overrides"
 )
 NOT_BLANK = RegexValidator(
-    r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$",
-    message="must not be blank or contain control characters",
+    rf"^{_TEXT}*{_SOLID}{_TEXT}*$",
+    message="must not be blank or contain control characters or bidirectional overrides",
 )
 
 

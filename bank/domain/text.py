@@ -9,6 +9,9 @@ from .errors import InvalidInput
 HOLDER_NAME_MAX = 200
 DESCRIPTION_MAX = 500
 REASON_MAX = 500
+# Bidirectional embeddings, overrides and isolates: they can make a stored name display as
+# another one ("Trojan Source"); marks (U+200E/F) and joiners stay allowed.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 def clean_text(field: str, value: object, *, maximum: int, required: bool) -> str:
@@ -26,6 +29,8 @@ def clean_text(field: str, value: object, *, maximum: int, required: bool) -> st
     text = unicodedata.normalize("NFC", value).strip()
     if any(unicodedata.category(ch) == "Cc" for ch in text):
         raise InvalidInput(field, "contains control characters")
+    if not BIDI_CONTROLS.isdisjoint(text):
+        raise InvalidInput(field, "contains bidirectional override characters")
     if required and not text:
         raise InvalidInput(field, "must not be empty")
     if len(text) > maximum:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -537,3 +538,37 @@ def test_expired_idempotency_keys_are_purged_and_may_be_reused(teller, open_acco
     call_command("purge_idempotency_keys", verbosity=0)
     assert IdempotencyRecord.objects.count() == 0
     assert svc.get_account(uuid.UUID(account["id"])).balance_cents == 103
+
+
+@pytest.mark.parametrize(
+    "field, text",
+    [
+        ("holder_name", "Alice \u202eecilA"),
+        ("holder_name", "\u2066Mallory\u2069"),
+        ("description", "invoice \u202dpaid\u202c"),
+    ],
+    ids=["right-to-left override", "isolate", "left-to-right override"],
+)
+def test_bidirectional_overrides_are_refused_and_write_nothing(teller, open_account, field, text):
+    before = Event.objects.count()
+    if field == "holder_name":
+        response = post(teller, "/api/accounts/", {"holder_name": text})
+    else:
+        account = open_account(100)
+        before = Event.objects.count()
+        response = post(
+            teller, f"/api/accounts/{account['id']}/deposit/", {"amount_cents": 1, field: text}
+        )
+    body = assert_problem(response, 400, "invalid_input")
+    assert "bidirectional" in json.dumps(body["errors"])
+    assert Event.objects.count() == before
+
+
+def test_real_world_unicode_names_are_kept_normalised(teller):
+    for name in ("Zoë Ångström", "李小龍", "محمد بن موسى", "Ана-Мария O’Neil", "👩‍💻 Dev"):
+        response = post(teller, "/api/accounts/", {"holder_name": name})
+        assert response.status_code == 201, response.content
+        assert response.json()["holder_name"] == unicodedata.normalize("NFC", name)
+    decomposed = "Zoe\u0308"  # e + combining diaeresis: stored as the single "ë"
+    response = post(teller, "/api/accounts/", {"holder_name": decomposed})
+    assert response.json()["holder_name"] == "Zo\u00eb"
