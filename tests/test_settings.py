@@ -119,3 +119,25 @@ print(json.dumps({
     assert headers["Cross-Origin-Opener-Policy"] == "same-origin"
     assert found["probe"] in (200, 503)  # /healthz is not redirected: probes use plain HTTP
     assert found["cookies"] == [True, True, True]
+
+
+def test_production_serves_the_admins_static_files_after_collectstatic(tmp_path):
+    env = {
+        **PRODUCTION,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "STATIC_ROOT": str(tmp_path / "static"),
+        "BEHIND_TLS_PROXY": "true",
+    }
+    collected = _run(["manage.py", "collectstatic", "--no-input", "-v", "0"], env)
+    assert collected.returncode == 0, collected.stderr
+    code = """
+import django
+django.setup()
+from django.test import Client
+response = Client().get("/static/admin/css/base.css", HTTP_X_FORWARDED_PROTO="https")
+print(f"{response.status_code}|{response['Content-Type']}")
+"""
+    result = _run(["-c", code], env)
+    assert result.returncode == 0, result.stderr
+    status, content_type = result.stdout.strip().splitlines()[-1].split("|")
+    assert status == "200" and content_type.startswith("text/css")
