@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import http.client
-import json
 import os
 import random
 import signal
@@ -30,6 +28,7 @@ import threading
 import time
 
 from api_bench import free_port, start_server
+from api_bench import request as http_request
 from common import BENCH_DB, PRODUCTION_ENV, ROOT, recreate_database, setup_django
 
 OPENING_CENTS = 50_000
@@ -60,21 +59,6 @@ class Tally:
             self.statuses[op][status] += 1
             self.deposited += deposited
             self.withdrawn += withdrawn
-
-
-def _request(conn_port: int, token: str, method: str, path: str, body=None):
-    conn = http.client.HTTPConnection("127.0.0.1", conn_port, timeout=60)
-    try:
-        conn.request(
-            method,
-            path,
-            body=json.dumps(body) if body is not None else None,
-            headers={"Authorization": f"Token {token}", "Content-Type": "application/json"},
-        )
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
 
 
 def client(n, port, token, ids, hot, deadline, tally: Tally) -> None:
@@ -111,7 +95,8 @@ def client(n, port, token, ids, hot, deadline, tally: Tally) -> None:
             request = ("GET", f"/api/accounts/{account}/?as_of_version={rng.randint(1, 5)}", None)
         started = time.perf_counter()
         try:
-            status, _ = _request(port, token, *request)
+            method, path, body = request
+            status = http_request(port, method, path, token, body)
         except OSError:
             status = 0  # connection failed: counted, never hidden
         elapsed = time.perf_counter() - started

@@ -104,3 +104,11 @@ def ensure_roles() -> None:
 
     roles = importlib.import_module("bank.migrations.0002_staff_roles")
     roles.create_roles(apps, None)
+
+
+def database_url(name: str | None = None, *, user: str | None = None) -> str:
+    """The PostgreSQL URL of the test database (or of ``name`` on the same server), for
+    processes the tests start."""
+    s = connection.settings_dict
+    host, port = s["HOST"] or "127.0.0.1", s["PORT"] or 5432
+    return f"postgres://{user or s['USER']}@{host}:{port}/{name or s['NAME']}"

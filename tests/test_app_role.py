@@ -20,7 +20,7 @@ from django.db import connection
 import eventstore as es
 from bank.services import Actor
 from bank.services import accounts as svc
-from tests.support import triggers_disabled
+from tests.support import database_url, triggers_disabled
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -37,11 +37,7 @@ def app_role():
         cursor.execute(f"CREATE ROLE {ROLE} LOGIN")
         cursor.execute(f"GRANT CONNECT ON DATABASE {connection.settings_dict['NAME']} TO {ROLE}")
         cursor.execute(grants)
-    settings = connection.settings_dict
-    url = (
-        f"postgres://{ROLE}@{settings['HOST'] or '127.0.0.1'}:{settings['PORT'] or 5432}/"
-        f"{settings['NAME']}"
-    )
+    url = database_url(user=ROLE)
     try:
         yield url
     finally:

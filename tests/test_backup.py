@@ -10,20 +10,15 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from django.db import connection
 
 from bank.services import Actor
 from bank.services import accounts as svc
+from tests.support import database_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
-
-
-def _url(name: str) -> str:
-    s = connection.settings_dict
-    return f"postgres://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{name}"
 
 
 def test_a_dump_restores_into_a_fresh_database_with_history_intact(tmp_path):
@@ -38,13 +33,13 @@ def test_a_dump_restores_into_a_fresh_database_with_history_intact(tmp_path):
             str(PG_BIN / "pg_dump"),
             "--format=custom",
             f"--file={dump}",
-            _url(connection.settings_dict["NAME"]),
+            database_url(),
         ],
         check=True,
         capture_output=True,
     )
     restored = f"restore_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(_url("postgres"), autocommit=True) as admin:
+    with psycopg.connect(database_url("postgres"), autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{restored}"')
     try:
         subprocess.run(
@@ -52,7 +47,7 @@ def test_a_dump_restores_into_a_fresh_database_with_history_intact(tmp_path):
                 str(PG_BIN / "pg_restore"),
                 "--exit-on-error",
                 "--no-owner",
-                f"--dbname={_url(restored)}",
+                f"--dbname={database_url(restored)}",
                 str(dump),
             ],
             check=True,
@@ -60,7 +55,7 @@ def test_a_dump_restores_into_a_fresh_database_with_history_intact(tmp_path):
         )
         env = {
             **os.environ,
-            "DATABASE_URL": _url(restored),
+            "DATABASE_URL": database_url(restored),
             "DEBUG": "true",
             "PYTHONPATH": str(ROOT),
         }
@@ -89,9 +84,11 @@ def test_a_dump_restores_into_a_fresh_database_with_history_intact(tmp_path):
             timeout=120,
         )
         assert balance.stdout.split()[-1] == str(sum(range(1, 30)))
-        with psycopg.connect(_url(restored), autocommit=True) as db:  # the triggers came along
+        with psycopg.connect(
+            database_url(restored), autocommit=True
+        ) as db:  # the triggers came along
             with pytest.raises(psycopg.errors.RestrictViolation, match="append-only"):
                 db.execute("DELETE FROM events")
     finally:
-        with psycopg.connect(_url("postgres"), autocommit=True) as admin:
+        with psycopg.connect(database_url("postgres"), autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{restored}" WITH (FORCE)')

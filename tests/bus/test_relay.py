@@ -26,7 +26,6 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
 
 import eventstore as es
 from bank.domain import DomainError
@@ -36,7 +35,7 @@ from projections import runner
 from projections.models import Checkpoint
 from projections.relay import BusConfig, Relay
 from tests.projections.test_followers import _bulk_store, _wait
-from tests.support import run_threads
+from tests.support import database_url, run_threads
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -166,11 +165,7 @@ def _assert_each_event_once_in_order(config: BusConfig) -> list[dict]:
 
 
 def _relay_process(config: BusConfig, *args: str) -> subprocess.Popen:
-    settings = connection.settings_dict
-    url = (
-        f"postgres://{settings['USER']}@{settings['HOST'] or '127.0.0.1'}:"
-        f"{settings['PORT'] or 5432}/{settings['NAME']}"
-    )
+    url = database_url()
     env = {
         **os.environ,
         "DATABASE_URL": url,

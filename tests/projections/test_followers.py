@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from django.db import connection
 
 import eventstore as es
 from bank.domain import Account, DomainError
@@ -28,7 +27,7 @@ from tests.projections.helpers import (
     history_rows,
     read_model_balances,
 )
-from tests.support import run_threads
+from tests.support import database_url, run_threads
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -107,8 +106,7 @@ def _bulk_store(accounts: int, deposits_each: int) -> None:
 
 
 def _follower(*args):
-    settings = connection.settings_dict
-    url = f"postgres://{settings['USER']}@{settings['HOST'] or '127.0.0.1'}:{settings['PORT'] or 5432}/{settings['NAME']}"
+    url = database_url()
     env = {**os.environ, "DATABASE_URL": url, "DEBUG": "true", "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
         [sys.executable, "manage.py", "run_projections", "--poll-interval", "0.2", *args],
