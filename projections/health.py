@@ -64,8 +64,10 @@ def check(*, max_lag_events: int | None = None, max_lag_seconds: float | None = 
         return health
     lagging = []
     for row in status():
-        if row.name.startswith(RELAY_PREFIX) and not settings.NATS_URL:
-            continue  # a relay that is not configured here is not this server's concern
+        if row.name.startswith(RELAY_PREFIX) and (
+            not settings.NATS_URL or row.name != f"{RELAY_PREFIX}{settings.NATS_STREAM}"
+        ):
+            continue  # only the relay configured here (NATS_URL, NATS_STREAM) is checked
         if row.lag_events > max_lag_events or row.lag_seconds > max_lag_seconds:
             lagging.append(
                 f"{row.name} is {row.lag_events} events / {row.lag_seconds:.0f} s behind"
