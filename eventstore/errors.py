@@ -12,6 +12,10 @@ STORE_UNAVAILABLE = "store_unavailable"
 STREAM_NOT_FOUND = "stream_not_found"
 
 CONCURRENCY_MESSAGE = "stream {stream_id}: expected version {expected}, but it is at {actual}"
+CONCURRENCY_UNKNOWN_MESSAGE = (
+    "stream {stream_id}: expected version {expected}, but another append got there first; "
+    "roll back the transaction and retry"
+)
 IMMUTABLE_MESSAGE = (
     "{model} rows are append-only: {operation} is refused. "
     "Events are written only through eventstore.append()/append_streams()."
@@ -34,12 +38,16 @@ class ConcurrencyError(EventStoreError):
 
     code = CONCURRENCY_CONFLICT
 
-    def __init__(self, *, stream_id: uuid.UUID, expected: int, actual: int) -> None:
+    def __init__(self, *, stream_id: uuid.UUID, expected: int, actual: int | None) -> None:
         self.stream_id = stream_id
         self.expected = expected
+        #: The stream's version, or None when it could not be read: an append made with
+        #: ``savepoint=False`` was refused, and the caller's transaction must be rolled back.
         self.actual = actual
         super().__init__(
             CONCURRENCY_MESSAGE.format(stream_id=stream_id, expected=expected, actual=actual)
+            if actual is not None
+            else CONCURRENCY_UNKNOWN_MESSAGE.format(stream_id=stream_id, expected=expected)
         )
 
 

@@ -251,7 +251,10 @@ def append(
 
 
 def append_streams(
-    appends: Sequence[StreamAppend], *, metadata: dict[str, Any] | None = None
+    appends: Sequence[StreamAppend],
+    *,
+    metadata: dict[str, Any] | None = None,
+    savepoint: bool = True,
 ) -> AppendResult:
     """Append to several streams atomically: every stream is written, or none is.
 
@@ -262,6 +265,14 @@ def append_streams(
     Args:
         appends: one entry per stream, each with its expected version and events.
         metadata: metadata common to all the events.
+        savepoint: inside the caller's transaction, wrap the append in a savepoint (two
+            more round trips on PostgreSQL) so that a refused append leaves the transaction
+            usable and is resolved in full (idempotent replay, reused id, actual version).
+            ``False`` is for callers that hold the streams' locks (``lock_streams``) and roll
+            their transaction back whole on any error: the database can then only refuse
+            the append if someone bypassed those locks, which raises ``ConcurrencyError``
+            with ``actual=None`` and leaves the transaction to be rolled back. Outside a
+            transaction, and on SQLite, it changes nothing.
 
     Returns:
         The events' global positions (in the order given) and each stream's new version.
@@ -309,9 +320,17 @@ def append_streams(
         events_count=count,
         streams_count=len(appends),
     ):
+        nested = not savepoint and _is_postgres() and connection.in_atomic_block
         try:
-            result = _append_once(ordered, common, appends)
-        except (_VersionMismatch, IntegrityError, *_DRIVER_INTEGRITY_ERRORS):
+            result = _append_once(ordered, common, appends, nested=nested)
+        except (IntegrityError, *_DRIVER_INTEGRITY_ERRORS) as exc:
+            if nested:  # the caller's transaction is aborted: nothing more can be read
+                first = ordered[0]
+                raise ConcurrencyError(
+                    stream_id=first.stream_id, expected=_expected(first), actual=None
+                ) from exc
+            return _resolve_conflict(ordered, appends)
+        except _VersionMismatch:
             return _resolve_conflict(ordered, appends)
         except (OperationalError, *_DRIVER_OPERATIONAL_ERRORS) as exc:
             raise StoreUnavailableError(
@@ -358,7 +377,11 @@ _GUARD = "EXISTS (SELECT 1 FROM events WHERE stream_id = %s AND version = %s AND
 
 
 def _append_once(
-    ordered: list[StreamAppend], common: dict[str, Any], given: Sequence[StreamAppend]
+    ordered: list[StreamAppend],
+    common: dict[str, Any],
+    given: Sequence[StreamAppend],
+    *,
+    nested: bool = False,
 ) -> AppendResult:
     postgres = _is_postgres()
     recorded_at = timezone.now()
@@ -366,7 +389,8 @@ def _append_once(
     db_recorded = _db_time(recorded_at)
     # On PostgreSQL an append outside any transaction, whose heads are known, is one
     # statement in autocommit: a transaction of its own, all or nothing, in one round trip.
-    # Otherwise it runs in a transaction (a savepoint inside the caller's).
+    # Otherwise it runs in a transaction (a savepoint inside the caller's, unless the
+    # caller asked for none: ``nested``, see append_streams).
     total_rows = sum(len(a.events) for a in ordered)
     single_statement = (
         postgres
@@ -374,7 +398,7 @@ def _append_once(
         and total_rows <= ROWS_PER_STATEMENT
         and all(isinstance(a.expected_version, StreamHead) for a in ordered)
     )
-    scope = contextlib.nullcontext() if single_statement else transaction.atomic()
+    scope = contextlib.nullcontext() if single_statement or nested else transaction.atomic()
     with scope, _cursor() as cursor:
         unknown = [a.stream_id for a in ordered if not isinstance(a.expected_version, StreamHead)]
         heads = _read_heads(cursor, unknown) if unknown else {}

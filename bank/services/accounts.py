@@ -119,7 +119,14 @@ def _save(
     changes: Sequence[tuple[Account, es.StreamHead | int, int]],
     context: CommandContext,
     command: str,
+    *,
+    locked: bool = False,
 ) -> None:
+    """Append the accounts' new events (and snapshots that are due).
+
+    ``locked``: the caller holds the streams' locks and retries its whole transaction on
+    a conflict, so the append needs no savepoint of its own (two round trips fewer).
+    """
     occurred_at = context.clock()
     appends = [
         es.StreamAppend(
@@ -138,7 +145,11 @@ def _save(
         )
         for account, head, _ in changes
     ]
-    es.append_streams(appends, metadata={**context.metadata(command), **trace_metadata()})
+    es.append_streams(
+        appends,
+        metadata={**context.metadata(command), **trace_metadata()},
+        savepoint=not locked,
+    )
     for account, _, version_before in changes:
         _snapshot_if_due(account, version_before)
 
@@ -172,11 +183,13 @@ def _run_attempts(
                     raise VersionMismatch(account_id, expected_version, account.version)
                 before = account.version
                 action(account)
-                _save([(account, head, before)], context, command)
+                _save([(account, head, before)], context, command, locked=True)
                 return AccountState.of(account)
         except es.ConcurrencyError as exc:
             if expected_version is not None:
-                raise VersionMismatch(account_id, expected_version, exc.actual) from exc
+                # Rolled back by now: the version can be read if the append could not.
+                actual = exc.actual if exc.actual is not None else es.stream_version(account_id)
+                raise VersionMismatch(account_id, expected_version, actual) from exc
     raise ConcurrencyConflict(account_id, attempts)
 
 
@@ -396,6 +409,7 @@ def _transfer_attempts(
                     [(source, source_head, versions[0]), (target, target_head, versions[1])],
                     context,
                     "transfer",
+                    locked=True,
                 )
                 return TransferResult(
                     transfer_id=transfer_id,

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import random
+import threading
+import uuid
 
 import pytest
+from django.db import connections
 
 import eventstore as es
 from bank.domain import errors
 from bank.services import Actor
 from bank.services import accounts as svc
 from bank.services.errors import ConcurrencyConflict
-from tests.support import run_threads
+from tests.support import new_event, run_threads
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
@@ -82,3 +85,84 @@ def test_opposite_transfers_between_two_accounts_finish_without_deadlock_and_con
     ]
     assert len(sent) == len(received) == successes
     assert {e.data["transfer_id"] for e in sent} == {e.data["transfer_id"] for e in received}
+
+
+def _bypassing_writer(monkeypatch, account_id, times=1):
+    """After the command has loaded the account, append straight to its stream, as a writer
+    that ignores the stream locks would (the append the command then makes is refused by
+    the database, with no savepoint to fall back to)."""
+    from bank.domain.events import MoneyDeposited
+
+    real_load = svc._load
+    calls = []
+
+    def load_then_race(stream_id):
+        loaded = real_load(stream_id)
+        if stream_id == account_id and len(calls) < times:
+            calls.append(stream_id)
+            event = MoneyDeposited(amount_cents=1, description="bypass")
+
+            def other_writer():  # its own connection, committed before the command appends
+                try:
+                    es.append(
+                        stream_id,
+                        [new_event(event.event_type, **event.to_data())],
+                        stream_type=svc.STREAM_TYPE,
+                        expected_version=loaded[0].version,
+                    )
+                finally:
+                    connections.close_all()
+
+            writer = threading.Thread(target=other_writer)
+            writer.start()
+            writer.join(30)
+        return loaded
+
+    monkeypatch.setattr(svc, "_load", load_then_race)
+    return calls
+
+
+def test_a_command_refused_by_the_database_is_retried_from_a_fresh_load(monkeypatch):
+    account = svc.open_account(holder_name="Bypassed", actor=ACTOR)
+    calls = _bypassing_writer(monkeypatch, account.id)
+    state = svc.deposit(account_id=account.id, amount_cents=10, actor=ACTOR)
+    assert calls == [account.id]
+    assert (state.version, state.balance_cents) == (3, 11)
+    assert [e.version for e in es.read_stream(account.id)] == [1, 2, 3]
+    assert es.verify_all().ok
+
+
+def test_a_pinned_version_refused_by_the_database_reports_the_actual_version(monkeypatch):
+    from bank.services.errors import VersionMismatch
+
+    account = svc.open_account(holder_name="Pinned", actor=ACTOR)
+    _bypassing_writer(monkeypatch, account.id)
+    with pytest.raises(VersionMismatch) as refused:
+        svc.deposit(account_id=account.id, amount_cents=10, expected_version=1, actor=ACTOR)
+    assert (refused.value.expected, refused.value.actual) == (1, 2)
+    # The database refused the append (no savepoint, so the store could not read the
+    # version); the service read it after the rollback.
+    assert refused.value.__cause__.actual is None
+    assert es.stream_version(account.id) == 2  # the bypassing append only
+
+
+def test_an_append_without_savepoint_reports_an_unknown_version_and_needs_a_rollback():
+    from django.db import transaction
+
+    stream_id = uuid.uuid4()
+    es.append(stream_id, [new_event("A")], stream_type="t", expected_version=0)
+    stale = es.StreamAppend(
+        stream_id=stream_id,
+        stream_type="t",
+        expected_version=es.StreamHead(0, ""),  # the empty stream's head: stale by now
+        events=[new_event("B")],
+    )
+    with pytest.raises(es.ConcurrencyError) as refused:
+        with transaction.atomic():
+            es.append_streams([stale], savepoint=False)
+    assert refused.value.actual is None and "roll back" in str(refused.value)
+    with transaction.atomic():  # with the savepoint, the same refusal is resolved in full
+        with pytest.raises(es.ConcurrencyError) as resolved:
+            es.append_streams([stale])
+        assert resolved.value.actual == 1
+        assert es.stream_version(stream_id) == 1  # and the transaction goes on
