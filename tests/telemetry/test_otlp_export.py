@@ -162,3 +162,63 @@ def test_with_no_endpoint_nothing_is_sent_anywhere(tmp_path):
         )
     assert probe.stdout.strip() == "False", probe.stderr
     assert receiver.paths == []
+
+
+class GrpcReceiver:
+    """A minimal OTLP/gRPC collector (the protocol's own services), on loopback."""
+
+    def __init__(self) -> None:
+        from concurrent import futures
+
+        import grpc
+        from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+
+        self.traces: list[ExportTraceServiceRequest] = []
+        self.metrics: list[ExportMetricsServiceRequest] = []
+        receiver = self
+
+        class Traces(trace_service_pb2_grpc.TraceServiceServicer):
+            def Export(self, request, context):  # noqa: N802 - the generated API
+                receiver.traces.append(request)
+                return ExportTraceServiceResponse()
+
+        class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
+            def Export(self, request, context):  # noqa: N802
+                receiver.metrics.append(request)
+                return ExportMetricsServiceResponse()
+
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), self.server)
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), self.server)
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+
+    def __enter__(self) -> GrpcReceiver:
+        self.server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.stop(grace=1)
+
+    span_names = Receiver.span_names
+    metric_names = Receiver.metric_names
+
+
+def test_spans_and_metrics_reach_an_otlp_grpc_receiver(tmp_path):
+    with GrpcReceiver() as receiver:
+        otel = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            "OTEL_EXPORTER_OTLP_INSECURE": "true",
+            "OTEL_SERVICE_NAME": "ledgerline-grpc",
+        }
+        run_manage(tmp_path, "migrate", "-v", "0", otel_env=otel)
+        run_manage(tmp_path, "seed_demo", "--events", "20", "-v", "0", otel_env=otel)
+    assert {"command.open", "command.deposit", "event_store.append_events"} <= (
+        receiver.span_names()
+    )
+    resource = receiver.traces[0].resource_spans[0].resource
+    assert {a.key: a.value.string_value for a in resource.attributes}["service.name"] == (
+        "ledgerline-grpc"
+    )
+    assert {"eventstore.events_appended", "bank.command.duration"} <= receiver.metric_names()
