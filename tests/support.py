@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import pytest
 from django.db import connection, connections
+
+ROOT = Path(__file__).resolve().parent.parent
 
 IMMUTABLE_TABLES = ("events", "snapshots")
 
@@ -112,3 +119,60 @@ def database_url(name: str | None = None, *, user: str | None = None) -> str:
     s = connection.settings_dict
     host, port = s["HOST"] or "127.0.0.1", s["PORT"] or 5432
     return f"postgres://{user or s['USER']}@{host}:{port}/{name or s['NAME']}"
+
+
+def require(available: bool, what: str, how: str) -> None:
+    """Skip a test whose outside part (a server, a browser, binaries) is missing, except in
+    CI (``CI=true``), where the test fails instead: CI must run everything.
+
+    Args:
+        available: whether the part is there.
+        what: the part, as the message names it.
+        how: where it should come from (what installs or starts it).
+    """
+    if available:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{what} is required in CI ({how})")
+    pytest.skip(f"{what} is not available ({how})")
+
+
+def manage_env(database: str, **extra: str) -> dict[str, str]:
+    """The environment of a ``manage.py`` process the tests start, on ``database`` (a URL).
+
+    Inherited ``OTEL_*`` variables are left out, so that no test process exports anywhere
+    unless the test asks for it in ``extra``.
+    """
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    return {
+        **inherited,
+        "DATABASE_URL": database,
+        "DEBUG": "true",
+        "PYTHONPATH": str(ROOT),
+        **extra,
+    }
+
+
+def run_manage(env: dict[str, str], *args: str, timeout: float = 300) -> Any:
+    """Run ``manage.py`` to the end; fail the test, with its output, unless it exits 0."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, (
+        f"manage.py {' '.join(args)} exited {result.returncode}:\n{result.stdout}{result.stderr}"
+    )
+    return result
+
+
+def start_manage(env: dict[str, str], *args: str, **popen: Any) -> subprocess.Popen:
+    """Start a long-running ``manage.py`` command (output piped unless ``popen`` says)."""
+    popen.setdefault("stdout", subprocess.PIPE)
+    popen.setdefault("stderr", subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, text=True, **popen
+    )

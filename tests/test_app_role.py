@@ -8,10 +8,7 @@ the owner has switched them off.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -20,11 +17,10 @@ from django.db import connection
 import eventstore as es
 from bank.services import Actor
 from bank.services import accounts as svc
-from tests.support import database_url, triggers_disabled
+from tests.support import ROOT, database_url, manage_env, run_manage, triggers_disabled
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parent.parent
 ROLE = "ledger_app_test"
 
 
@@ -52,15 +48,7 @@ def _role_exists(cursor) -> bool:
 
 
 def _as_app(url: str, code: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DATABASE_URL": url, "DEBUG": "true", "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", code],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_manage(manage_env(url), "shell", "-c", code)
 
 
 def test_the_app_works_as_the_restricted_role(app_role):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -13,11 +12,10 @@ import pytest
 
 from bank.services import Actor
 from bank.services import accounts as svc
-from tests.support import database_url
+from tests.support import database_url, manage_env, run_manage
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parent.parent
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 
 
@@ -53,35 +51,15 @@ def test_a_dump_restores_into_a_fresh_database_with_history_intact(tmp_path):
             check=True,
             capture_output=True,
         )
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url(restored),
-            "DEBUG": "true",
-            "PYTHONPATH": str(ROOT),
-        }
-        verify = subprocess.run(
-            [sys.executable, "manage.py", "verify_events"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert verify.returncode == 0, verify.stdout + verify.stderr
+        env = manage_env(database_url(restored))
+        verify = run_manage(env, "verify_events")
         assert "2 streams" in verify.stdout and "60 events" in verify.stdout, verify.stdout
-        balance = subprocess.run(
-            [
-                sys.executable,
-                "manage.py",
-                "shell",
-                "-c",
-                f"from bank.services import accounts as svc; print(svc.get_account('{b.id}').balance_cents)",
-            ],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
+        balance = run_manage(
+            env,
+            "shell",
+            "-c",
+            "from bank.services import accounts as svc;"
+            f"print(svc.get_account('{b.id}').balance_cents)",
         )
         assert balance.stdout.split()[-1] == str(sum(range(1, 30)))
         with psycopg.connect(

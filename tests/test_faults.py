@@ -27,8 +27,8 @@ import pytest
 import eventstore as es
 from bank.services import Actor
 from bank.services import accounts as svc
+from tests.support import ROOT, manage_env, require, run_manage, start_manage
 
-ROOT = Path(__file__).resolve().parent.parent
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 ACTOR = Actor.system("tests")
 # A request may wait this long for the database before it is answered 503
@@ -102,10 +102,11 @@ class PrivatePostgres:
 
 @pytest.fixture
 def private_postgres():
-    if not (PG_BIN / "pg_ctl").exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL's server binaries must be at {PG_BIN} in CI")
-        pytest.skip(f"no PostgreSQL server binaries at {PG_BIN}")
+    require(
+        (PG_BIN / "pg_ctl").exists(),
+        f"PostgreSQL's server binaries at {PG_BIN}",
+        "the postgresql package; set PG_BIN for another version",
+    )
     server = PrivatePostgres()
     try:
         server.start()
@@ -115,16 +116,7 @@ def private_postgres():
 
 
 def _manage(env: dict, *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
+    return run_manage(env, *args).stdout
 
 
 def _post(port, path, token, body, key):
@@ -155,18 +147,16 @@ def _post(port, path, token, body, key):
 @pytest.mark.postgres
 def test_postgres_crashing_under_load_gives_503s_loses_nothing_and_recovers(private_postgres):
     port = _free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": private_postgres.url,
-        "DEBUG": "false",
-        "SECRET_KEY": "fault-test-only-secret-key-0123456789abcdef",
-        "SECURE_SSL_REDIRECT": "false",
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "CONN_MAX_AGE": "60",
-        "API_THROTTLE_RATE": "1000000/minute",
-        "PYTHONPATH": str(ROOT),
-        "PYTHONFAULTHANDLER": "1",
-    }
+    env = manage_env(  # production settings, as deployed
+        private_postgres.url,
+        DEBUG="false",
+        SECRET_KEY="fault-test-only-secret-key-0123456789abcdef",
+        SECURE_SSL_REDIRECT="false",
+        ALLOWED_HOSTS="127.0.0.1",
+        CONN_MAX_AGE="60",
+        API_THROTTLE_RATE="1000000/minute",
+        PYTHONFAULTHANDLER="1",
+    )
     _manage(env, "migrate", "--no-input")
     setup = _manage(
         env,
@@ -206,10 +196,11 @@ def test_postgres_crashing_under_load_gives_503s_loses_nothing_and_recovers(priv
         stdout=subprocess.DEVNULL,
         stderr=server_log,  # a file: an unread pipe would fill up and block the logging
     )
-    follower = subprocess.Popen(
-        [sys.executable, "manage.py", "run_projections", "--poll-interval", "0.2"],
-        cwd=ROOT,
-        env=env,
+    follower = start_manage(
+        env,
+        "run_projections",
+        "--poll-interval",
+        "0.2",
         stdout=follower_log,
         stderr=subprocess.STDOUT,
     )
@@ -302,12 +293,13 @@ def test_postgres_crashing_under_load_gives_503s_loses_nothing_and_recovers(priv
         _manage(env, "verify_events")
         deadline = time.monotonic() + 60
         while True:
-            status = subprocess.run(
+            status = subprocess.run(  # exits 1 while lagging: not run_manage
                 [sys.executable, "manage.py", "projection_status", "--max-lag-events", "0"],
                 cwd=ROOT,
                 env=env,
                 capture_output=True,
                 text=True,
+                timeout=60,
             )
             if status.returncode == 0:
                 break

@@ -14,7 +14,7 @@ from django.contrib.auth.models import Group, User
 from bank.services import Actor
 from bank.services import accounts as svc
 from projections import runner
-from tests.support import ensure_roles
+from tests.support import ensure_roles, require
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,10 +26,11 @@ CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 @pytest.fixture
 def browser():
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium and chromium-driver must be installed in CI (.ci/run does it)")
-        pytest.skip("Debian's chromium and chromium-driver are not installed")
+    require(
+        Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(),
+        f"Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER})",
+        ".ci/run installs them with apt-get",
+    )
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

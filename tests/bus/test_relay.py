@@ -17,12 +17,10 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -35,11 +33,10 @@ from projections import runner
 from projections.models import Checkpoint
 from projections.relay import BusConfig, Relay
 from tests.projections.test_followers import _bulk_store, _wait
-from tests.support import database_url, run_threads
+from tests.support import database_url, manage_env, require, run_threads, start_manage
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ROOT = Path(__file__).resolve().parents[2]
 NATS_URL = os.environ.get("TEST_NATS_URL", "nats://127.0.0.1:4222")
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 ACTOR = Actor.system("tests")
@@ -56,10 +53,7 @@ def _reachable(url: str) -> bool:
 
 @pytest.fixture(scope="session")
 def nats_server():
-    if not _reachable(NATS_URL):
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"NATS must be running at {NATS_URL} in CI (.ci/run starts it)")
-        pytest.skip(f"NATS is not running at {NATS_URL}")
+    require(_reachable(NATS_URL), f"NATS with JetStream at {NATS_URL}", ".ci/run starts it")
     return NATS_URL
 
 
@@ -165,26 +159,15 @@ def _assert_each_event_once_in_order(config: BusConfig) -> list[dict]:
 
 
 def _relay_process(config: BusConfig, *args: str) -> subprocess.Popen:
-    url = database_url()
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "DEBUG": "true",
-        "PYTHONPATH": str(ROOT),
-        "NATS_URL": config.url,
-        "NATS_STREAM": config.stream,
-        "NATS_SUBJECT_PREFIX": config.subject_prefix,
-        "NATS_SUBJECTS": ",".join(config.subjects),
-        "NATS_DUPLICATE_WINDOW_SECONDS": str(int(config.duplicate_window)),
-    }
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "relay_events", "--poll-interval", "0.1", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    env = manage_env(
+        database_url(),
+        NATS_URL=config.url,
+        NATS_STREAM=config.stream,
+        NATS_SUBJECT_PREFIX=config.subject_prefix,
+        NATS_SUBJECTS=",".join(config.subjects),
+        NATS_DUPLICATE_WINDOW_SECONDS=str(int(config.duplicate_window)),
     )
+    return start_manage(env, "relay_events", "--poll-interval", "0.1", *args)
 
 
 def _relay_checkpoint(config: BusConfig) -> int:

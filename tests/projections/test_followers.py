@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -27,11 +23,10 @@ from tests.projections.helpers import (
     history_rows,
     read_model_balances,
 )
-from tests.support import database_url, run_threads
+from tests.support import database_url, manage_env, run_threads, start_manage
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ROOT = Path(__file__).resolve().parents[2]
 ACTOR = Actor.system("tests")
 
 
@@ -106,15 +101,8 @@ def _bulk_store(accounts: int, deposits_each: int) -> None:
 
 
 def _follower(*args):
-    url = database_url()
-    env = {**os.environ, "DATABASE_URL": url, "DEBUG": "true", "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "run_projections", "--poll-interval", "0.2", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    return start_manage(
+        manage_env(database_url()), "run_projections", "--poll-interval", "0.2", *args
     )
 
 

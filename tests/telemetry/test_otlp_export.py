@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
@@ -19,7 +17,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import ROOT, manage_env, run_manage
 
 
 class Receiver:
@@ -85,54 +83,11 @@ class Receiver:
         }
 
 
-def run_manage(tmp_path, *args, otel_env):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    env.update(
-        {
-            "DEBUG": "true",
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'otel.sqlite3'}",
-            "PYTHONPATH": str(ROOT),
-            **otel_env,
-        }
+def run_with(tmp_path, *args, otel_env):
+    """manage.py on a throw-away SQLite file, with exactly the given OTEL_* variables."""
+    return run_manage(
+        manage_env(f"sqlite:///{tmp_path / 'otel.sqlite3'}", **otel_env), *args, timeout=120
     )
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    return result
-
-
-def test_spans_and_metrics_reach_an_otlp_http_receiver(tmp_path):
-    with Receiver() as receiver:
-        otel = {
-            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}",
-            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-            "OTEL_SERVICE_NAME": "ledgerline-test",
-            "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=ci",
-        }
-        run_manage(tmp_path, "migrate", "-v", "0", otel_env=otel)
-        run_manage(tmp_path, "seed_demo", "--events", "30", "-v", "0", otel_env=otel)
-        run_manage(tmp_path, "rebuild_projections", "-v", "0", otel_env=otel)
-    names = receiver.span_names()
-    assert {
-        "command.open",
-        "command.deposit",
-        "event_store.append_events",
-        "snapshot_store.load",
-        "event_store.load_events_from_version",
-        "projection.balances.batch",
-        "event_store.read_all",
-    } <= names
-    resource = receiver.traces[0].resource_spans[0].resource
-    attributes = {a.key: a.value.string_value for a in resource.attributes}
-    assert attributes["service.name"] == "ledgerline-test"
-    assert attributes["deployment.environment"] == "ci"
-    assert {"eventstore.events_appended", "bank.command.duration"} <= receiver.metric_names()
 
 
 def test_with_no_endpoint_nothing_is_sent_anywhere(tmp_path):
@@ -141,8 +96,8 @@ def test_with_no_endpoint_nothing_is_sent_anywhere(tmp_path):
     except OSError:
         pytest.fail("port 4318 is taken; this test needs it free to prove nothing is sent")
     with receiver:
-        run_manage(tmp_path, "migrate", "-v", "0", otel_env={})
-        run_manage(tmp_path, "seed_demo", "--events", "20", "-v", "0", otel_env={})
+        run_with(tmp_path, "migrate", "-v", "0", otel_env={})
+        run_with(tmp_path, "seed_demo", "--events", "20", "-v", "0", otel_env={})
         probe = subprocess.run(
             [
                 sys.executable,
@@ -151,11 +106,7 @@ def test_with_no_endpoint_nothing_is_sent_anywhere(tmp_path):
                 "django.setup(); from config import telemetry; print(telemetry.setup())",
             ],
             cwd=ROOT,
-            env={
-                **{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
-                "DEBUG": "true",
-                "PYTHONPATH": str(ROOT),
-            },
+            env=manage_env(f"sqlite:///{tmp_path / 'otel.sqlite3'}"),
             capture_output=True,
             text=True,
             timeout=60,
@@ -204,21 +155,34 @@ class GrpcReceiver:
     metric_names = Receiver.metric_names
 
 
-def test_spans_and_metrics_reach_an_otlp_grpc_receiver(tmp_path):
-    with GrpcReceiver() as receiver:
+@pytest.mark.parametrize(
+    "protocol, receiver_class",
+    [("http/protobuf", Receiver), ("grpc", GrpcReceiver)],
+    ids=["http", "grpc"],
+)
+def test_spans_and_metrics_reach_an_otlp_receiver(tmp_path, protocol, receiver_class):
+    with receiver_class() as receiver:
         otel = {
             "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}",
-            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
             "OTEL_EXPORTER_OTLP_INSECURE": "true",
-            "OTEL_SERVICE_NAME": "ledgerline-grpc",
+            "OTEL_SERVICE_NAME": "ledgerline-test",
+            "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=ci",
         }
-        run_manage(tmp_path, "migrate", "-v", "0", otel_env=otel)
-        run_manage(tmp_path, "seed_demo", "--events", "20", "-v", "0", otel_env=otel)
-    assert {"command.open", "command.deposit", "event_store.append_events"} <= (
-        receiver.span_names()
-    )
+        run_with(tmp_path, "migrate", "-v", "0", otel_env=otel)
+        run_with(tmp_path, "seed_demo", "--events", "30", "-v", "0", otel_env=otel)
+        run_with(tmp_path, "rebuild_projections", "-v", "0", otel_env=otel)
+    assert {
+        "command.open",
+        "command.deposit",
+        "event_store.append_events",
+        "snapshot_store.load",
+        "event_store.load_events_from_version",
+        "projection.balances.batch",
+        "event_store.read_all",
+    } <= receiver.span_names()
     resource = receiver.traces[0].resource_spans[0].resource
-    assert {a.key: a.value.string_value for a in resource.attributes}["service.name"] == (
-        "ledgerline-grpc"
-    )
+    attributes = {a.key: a.value.string_value for a in resource.attributes}
+    assert attributes["service.name"] == "ledgerline-test"
+    assert attributes["deployment.environment"] == "ci"
     assert {"eventstore.events_appended", "bank.command.duration"} <= receiver.metric_names()
