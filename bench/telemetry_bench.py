@@ -67,6 +67,9 @@ def worker(mode: str, deposits: int, accounts: int) -> None:
 
 
 class _Sink(BaseHTTPRequestHandler):
+    """A receiver that keeps connections open (HTTP/1.1), as a collector does."""
+
+    protocol_version = "HTTP/1.1"
     received = 0
 
     def do_POST(self) -> None:  # noqa: N802

@@ -56,7 +56,7 @@ def setup(*, span_exporter: Any = None, metric_reader: Any = None, batch: bool =
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 
     attributes = {} if _env("OTEL_SERVICE_NAME") else {"service.name": "ledgerline"}
-    resource = Resource.create(attributes)
+    resource = _resource_with_cached_hash(Resource.create(attributes))
     provider = TracerProvider(resource=resource)
     if span_exporter is not None:
         processor = BatchSpanProcessor if batch else SimpleSpanProcessor
@@ -71,6 +71,27 @@ def setup(*, span_exporter: Any = None, metric_reader: Any = None, batch: bool =
     _instrument_libraries()
     _configured = True
     return True
+
+
+def _resource_with_cached_hash(resource: Any) -> Any:
+    """The same resource, hashed once instead of for every span exported.
+
+    The OTLP encoder groups each batch's spans by resource, a dict keyed by it, and the
+    SDK's ``Resource.__hash__`` serialises all its attributes to JSON each time: about a
+    tenth of the exporter's work. A resource never changes once made, so its hash can be
+    kept.
+    """
+    from opentelemetry.sdk.resources import Resource
+
+    class _Resource(Resource):
+        def __init__(self, attributes: Any, schema_url: str | None = None) -> None:
+            super().__init__(attributes, schema_url)
+            self._hash = super().__hash__()
+
+        def __hash__(self) -> int:
+            return self._hash
+
+    return _Resource(dict(resource.attributes), resource.schema_url)
 
 
 def _grpc() -> bool:

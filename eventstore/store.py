@@ -336,9 +336,7 @@ def append_streams(
             raise StoreUnavailableError(
                 f"the event store did not accept the append in time ({exc}); retry later"
             ) from exc
-    for a in appends:
-        for event in a.events:
-            events_appended.add(1, {"event_type": event.event_type})
+    events_appended.add(event.event_type for a in appends for event in a.events)
     return result
 
 
