@@ -19,7 +19,7 @@ class FastTracer:
 
     A command makes four spans (ARCHITECTURE.md's tree); through the SDK's own
     ``Tracer.start_span`` each costs about 25-35 µs on the deposit path, which alone is
-    more than a tenth of a deposit. ``_LeanSpan`` is the SDK's ``Span`` (same class for
+    more than a tenth of a deposit. ``LeanSpan`` is the SDK's ``Span`` (same class for
     every processor and exporter, same methods for everything after its creation), created
     without the work our spans never need: attribute cleaning for values that are already
     plain ``str``/``int``/``float``/``bool``, and empty event and link lists made before
@@ -30,17 +30,25 @@ class FastTracer:
     ``start_span`` instead.
     """
 
-    __slots__ = ("_name", "_provider", "_api", "_sdk")
+    __slots__ = ("_name", "_fixed", "_provider", "_api", "_sdk")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, provider: trace.TracerProvider | None = None) -> None:
+        """A tracer for one instrumentation scope.
+
+        Args:
+            name: the instrumentation scope.
+            provider: a provider of its own (tests); the global one by default, followed
+                when it is replaced (the SDK is installed after this module is imported).
+        """
         self._name = name
+        self._fixed = provider
         self._provider: object = None
         self._api: trace.Tracer = trace.get_tracer(name)
         self._sdk: Any = None
 
-    def _resolve(self, provider: object) -> None:
+    def _resolve(self, provider: trace.TracerProvider) -> None:
         self._provider = provider
-        self._api = trace.get_tracer(self._name)
+        self._api = provider.get_tracer(self._name)
         self._sdk = None
         try:
             from opentelemetry.sdk.trace import Tracer as SdkTracer
@@ -58,7 +66,7 @@ class FastTracer:
             self._sdk = sdk
 
     def start_span(self, name: str, attributes: dict[str, Any]) -> trace.Span:
-        provider = trace.get_tracer_provider()
+        provider = self._fixed or trace.get_tracer_provider()
         if provider is not self._provider:
             self._resolve(provider)
         sdk = self._sdk
@@ -120,7 +128,7 @@ def _lean_span_class() -> type:
     class LeanSpan(SdkSpan):
         """An SDK span whose attributes are known to be plain values (see ``FastTracer``)."""
 
-        def __init__(  # noqa: PLR0913 - mirrors the SDK span's fields
+        def __init__(
             self,
             name: str,
             context: trace.SpanContext,
@@ -157,6 +165,11 @@ def _lean_span_class() -> type:
             self._events: Any = ()
             self._links: Any = ()
             self._record_end_metrics = record_end_metrics
+
+        def _readable_span(self) -> Any:
+            # What the processors get at the end: the span itself (the SDK hands over a
+            # copy), which cannot change once ended: every mutator checks the end time.
+            return self
 
         def _add_event(self, event: Any) -> None:
             if self._end_time is not None:
