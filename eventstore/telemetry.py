@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterable
 from types import TracebackType
@@ -11,6 +12,7 @@ from django.db import connection
 from opentelemetry import context as context_api
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.sdk.trace.sampling import Decision
 from opentelemetry.trace import Status, StatusCode
 
 
@@ -30,7 +32,7 @@ class FastTracer:
     ``start_span`` instead.
     """
 
-    __slots__ = ("_name", "_fixed", "_provider", "_api", "_sdk")
+    __slots__ = ("_name", "_fixed", "_provider", "_api", "_sdk", "_parent_or_on")
 
     def __init__(self, name: str, provider: trace.TracerProvider | None = None) -> None:
         """A tracer for one instrumentation scope.
@@ -45,11 +47,13 @@ class FastTracer:
         self._provider: object = None
         self._api: trace.Tracer = trace.get_tracer(name)
         self._sdk: Any = None
+        self._parent_or_on = 0
 
     def _resolve(self, provider: trace.TracerProvider) -> None:
         self._provider = provider
         self._api = provider.get_tracer(self._name)
         self._sdk = None
+        self._parent_or_on = 0
         try:
             from opentelemetry.sdk.trace import Tracer as SdkTracer
         except ImportError:  # pragma: no cover - the SDK ships with the exporter
@@ -64,6 +68,7 @@ class FastTracer:
             and (limits.max_span_attributes or 0) >= _MAX_OWN_ATTRIBUTES
         ):
             self._sdk = sdk
+            self._parent_or_on = _follows_parent_or_always_on(sdk.sampler)
 
     def start_span(self, name: str, attributes: dict[str, Any]) -> trace.Span:
         provider = self._fixed or trace.get_tracer_provider()
@@ -83,8 +88,19 @@ class FastTracer:
             parent = None
             trace_id = sdk.id_generator.generate_trace_id()
             random_trace_id = sdk.id_generator.is_trace_id_random()
-        sampling = sdk.sampler.should_sample(None, trace_id, name, _INTERNAL, attributes, ())
-        flags = _SAMPLED if sampling.decision.is_sampled() else _NOT_SAMPLED
+        if self._parent_or_on:
+            # The SDK's default sampler, ParentBased(ALWAYS_ON) (or ALWAYS_ON itself), as it
+            # decides: sample a root; follow a parent's sampled flag; keep its trace state.
+            sampled = parent is None or parent.trace_flags.sampled or self._parent_or_on == 2
+            decision = _RECORD_AND_SAMPLE if sampled else _DROP
+            trace_state = parent.trace_state if parent is not None else None
+            kept: Any = attributes if sampled else None
+        else:
+            sampling = sdk.sampler.should_sample(None, trace_id, name, _INTERNAL, attributes, ())
+            decision, trace_state, kept = sampling.decision, sampling.trace_state, None
+            if decision.is_recording():
+                kept = sampling.attributes
+        flags = _SAMPLED if decision.is_sampled() else _NOT_SAMPLED
         if random_trace_id:
             flags = trace.TraceFlags(flags | trace.TraceFlags.RANDOM_TRACE_ID)
         context = trace.SpanContext(
@@ -92,14 +108,30 @@ class FastTracer:
             sdk.id_generator.generate_span_id(),
             is_remote=False,
             trace_flags=flags,
-            trace_state=sampling.trace_state,
+            trace_state=trace_state,
         )
-        record_end_metrics = sdk._tracer_metrics.start_span(parent, sampling.decision)
-        if not sampling.decision.is_recording():
+        record_end_metrics = sdk._tracer_metrics.start_span(parent, decision)
+        if not decision.is_recording():
             return trace.NonRecordingSpan(context)
-        span = _LeanSpan(name, context, parent, sampling.attributes, sdk, record_end_metrics)
+        span = _LeanSpan(name, context, parent, kept, sdk, record_end_metrics)
         span.start()
         return span
+
+
+def _follows_parent_or_always_on(sampler: Any) -> int:
+    """1 for the SDK's default ``ParentBased(ALWAYS_ON)``, 2 for ``ALWAYS_ON``, else 0.
+
+    Exact classes and descriptions only (the description names every delegate), so a
+    configured ratio, a custom sampler or a subclass always gets its own ``should_sample``.
+    """
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, StaticSampler
+
+    description = sampler.get_description()
+    if type(sampler) is ParentBased and description == ParentBased(ALWAYS_ON).get_description():
+        return 1
+    if type(sampler) is StaticSampler and description == ALWAYS_ON.get_description():
+        return 2
+    return 0
 
 
 _SDK_TRACER_PARTS = (
@@ -116,6 +148,8 @@ _SDK_TRACER_PARTS = (
 _MAX_OWN_ATTRIBUTES = 16
 _PLAIN = frozenset((str, int, float, bool))
 _INTERNAL = trace.SpanKind.INTERNAL
+_RECORD_AND_SAMPLE = Decision.RECORD_AND_SAMPLE
+_DROP = Decision.DROP
 _SAMPLED = trace.TraceFlags(trace.TraceFlags.SAMPLED)
 _NOT_SAMPLED = trace.TraceFlags(trace.TraceFlags.DEFAULT)
 
@@ -232,9 +266,15 @@ class ActiveSpan:
         span.end()
 
 
+@functools.cache
+def _db_system() -> str:
+    """The database's vendor, read once (the default connection's engine never changes)."""
+    return connection.vendor
+
+
 def span(name: str, operation: str, **attributes: Any) -> ActiveSpan:
     """A span for one store operation, with the attributes every store span carries."""
-    attributes["db.system"] = connection.vendor
+    attributes["db.system"] = _db_system()
     attributes["event_sourcing.operation"] = operation
     return ActiveSpan(tracer, name, attributes)
 

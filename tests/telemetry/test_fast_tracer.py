@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from opentelemetry import trace
+from opentelemetry import context, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, TraceIdRatioBased
 
 from eventstore.telemetry import ActiveSpan, FastTracer
 
@@ -147,6 +147,46 @@ def test_fast_spans_follow_the_sampler():
             pass
     assert 50 < len(fast_spans.get_finished_spans()) < 150
     assert 50 < len(sdk_spans.get_finished_spans()) < 150
+
+
+@pytest.mark.parametrize("sampled", [True, False], ids=["sampled parent", "unsampled parent"])
+@pytest.mark.parametrize("sampler", [None, ALWAYS_ON], ids=["default sampler", "always on"])
+def test_the_default_samplers_decide_as_in_the_sdk(sampled, sampler):
+    """The shortcut for ParentBased(ALWAYS_ON) and ALWAYS_ON: same decisions, same state."""
+    kwargs = {} if sampler is None else {"sampler": sampler}
+    sdk_provider, sdk_spans = provider(**kwargs)
+    fast_provider, fast_spans = provider(**kwargs)
+    remote = trace.SpanContext(
+        trace_id=0x4BF92F3577B34DA6A3CE929D0E0E4736,
+        span_id=0x00F067AA0BA902B7,
+        is_remote=True,
+        trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED if sampled else 0),
+        trace_state=trace.TraceState([("vendor", "value")]),
+    )
+    made = []
+    for start in (
+        lambda: sdk_provider.get_tracer("t").start_as_current_span("x", attributes={"a": 1}),
+        lambda: ActiveSpan(FastTracer("t", fast_provider), "x", {"a": 1}),
+    ):
+        token = context.attach(trace.set_span_in_context(trace.NonRecordingSpan(remote)))
+        try:
+            with start() as span:
+                with start() as child:  # a local parent
+                    made.append((span, child))
+        finally:
+            context.detach(token)
+    (sdk_span, sdk_child), (fast_span, fast_child) = made
+    for sdk, fast in ((sdk_span, fast_span), (sdk_child, fast_child)):
+        assert fast.is_recording() == sdk.is_recording()
+        assert (
+            fast.get_span_context().trace_id == sdk.get_span_context().trace_id == remote.trace_id
+        )
+        assert fast.get_span_context().trace_flags == sdk.get_span_context().trace_flags
+        assert fast.get_span_context().trace_state == sdk.get_span_context().trace_state
+    assert exported(fast_spans.get_finished_spans()) == exported(sdk_spans.get_finished_spans())
+    expect_recording = sampled or sampler is ALWAYS_ON
+    assert len(fast_spans.get_finished_spans()) == (2 if expect_recording else 0)
+    assert (type(fast_span).__name__ == "LeanSpan") == expect_recording
 
 
 @pytest.mark.parametrize(
