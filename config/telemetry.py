@@ -61,12 +61,8 @@ def setup(*, span_exporter: Any = None, metric_reader: Any = None, batch: bool =
     if span_exporter is not None:
         processor = BatchSpanProcessor if batch else SimpleSpanProcessor
         provider.add_span_processor(processor(span_exporter))
-    elif _env("TELEMETRY_EXPORT_PROCESS").lower() in ("false", "0", "no", "off"):
-        provider.add_span_processor(BatchSpanProcessor(_otlp_span_exporter()))
     else:
-        from config.span_export import HelperProcessSpanExporter
-
-        provider.add_span_processor(BatchSpanProcessor(HelperProcessSpanExporter(resource)))
+        provider.add_span_processor(BatchSpanProcessor(_otlp_span_exporter()))
     trace.set_tracer_provider(provider)
     readers = [metric_reader] if metric_reader is not None else []
     if metric_reader is None and endpoint_configured():
