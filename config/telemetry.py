@@ -21,6 +21,9 @@ _configured = False
 log = logging.getLogger("config.telemetry")
 
 
+_FALSE = ("false", "0", "no", "off")
+
+
 def _env(name: str) -> str:
     return os.environ.get(name, "").strip()
 
@@ -63,6 +66,10 @@ def setup(*, span_exporter: Any = None, metric_reader: Any = None, batch: bool =
         provider.add_span_processor(processor(span_exporter))
     else:
         provider.add_span_processor(BatchSpanProcessor(_otlp_span_exporter()))
+    if span_exporter is None and _env("TELEMETRY_FAST_ENCODING").lower() not in _FALSE:
+        from config import otlp_encoding
+
+        otlp_encoding.install()
     trace.set_tracer_provider(provider)
     readers = [metric_reader] if metric_reader is not None else []
     if metric_reader is None and endpoint_configured():

@@ -156,13 +156,20 @@ class GrpcReceiver:
 
 
 @pytest.mark.parametrize(
-    "protocol, receiver_class",
-    [("http/protobuf", Receiver), ("grpc", GrpcReceiver)],
-    ids=["http", "grpc"],
+    "protocol, receiver_class, fast_encoding",
+    [
+        ("http/protobuf", Receiver, "true"),
+        ("grpc", GrpcReceiver, "true"),
+        ("http/protobuf", Receiver, "false"),
+    ],
+    ids=["http", "grpc", "http with the SDK's encoder"],
 )
-def test_spans_and_metrics_reach_an_otlp_receiver(tmp_path, protocol, receiver_class):
+def test_spans_and_metrics_reach_an_otlp_receiver(
+    tmp_path, protocol, receiver_class, fast_encoding
+):
     with receiver_class() as receiver:
         otel = {
+            "TELEMETRY_FAST_ENCODING": fast_encoding,
             "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}",
             "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
             "OTEL_EXPORTER_OTLP_INSECURE": "true",
