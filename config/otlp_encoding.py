@@ -180,13 +180,17 @@ def encode_spans(spans: Sequence[Any]) -> bytes:
     Raises:
         Unsupported: a value this does not write (the caller falls back to the SDK's).
     """
-    grouped: dict[Any, dict[Any, list[bytes]]] = {}
     try:
-        for span in spans:
-            scopes = grouped.setdefault(span.resource, {})
-            scopes.setdefault(span.instrumentation_scope or None, []).append(_span(span))
+        return _request(spans)
     except UnicodeEncodeError as exc:  # a lone surrogate: the SDK's encoder decides
         raise Unsupported(exc) from exc
+
+
+def _request(spans: Sequence[Any]) -> bytes:
+    grouped: dict[Any, dict[Any, list[bytes]]] = {}
+    for span in spans:
+        scopes = grouped.setdefault(span.resource, {})
+        scopes.setdefault(span.instrumentation_scope or None, []).append(_span(span))
     requests = []
     for resource, scopes in grouped.items():
         scope_spans = []

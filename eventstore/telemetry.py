@@ -26,7 +26,10 @@ class FastTracer:
     without the work our spans never need: attribute cleaning for values that are already
     plain ``str``/``int``/``float``/``bool``, and empty event and link lists made before
     anything is added. Sampling, ids, limits, processors, the resource and the
-    instrumentation scope are the SDK tracer's own. Anything this cannot do exactly as
+    instrumentation scope are the SDK tracer's own; the SDK's default sampler,
+    ``ParentBased(ALWAYS_ON)`` (and ``ALWAYS_ON``), is decided inline as it decides (sample
+    a root, follow the parent's flag, keep its trace state), any other sampler is asked.
+    Anything this cannot do exactly as
     the SDK would (attribute values that need cleaning, attribute length limits, a tracer
     disabled by configuration, an SDK without the parts used here) goes through the SDK's
     ``start_span`` instead.

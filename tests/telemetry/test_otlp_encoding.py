@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry import trace
@@ -162,6 +163,10 @@ def test_what_it_does_not_write_is_left_to_the_sdk_encoder_whole():
         else:
             raise AssertionError(f"{odd} should be left to the SDK's encoder")
         assert otlp_encoding.encode_request(batch) == sdk_encode(batch)
+    odd_resource = Resource({"service.name": "\ud800"})
+    span = ReadableSpan("x", context=trace.SpanContext(1, 2, False), resource=odd_resource)
+    with pytest.raises(otlp_encoding.Unsupported):
+        otlp_encoding.encode_spans([span])
 
 
 def test_the_encoded_request_is_the_sdks_message():
