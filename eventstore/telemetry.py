@@ -209,18 +209,20 @@ def _lean_span_class() -> type:
             return self
 
         def _add_event(self, event: Any) -> None:
-            if self._end_time is not None:
-                return
-            if not isinstance(self._events, BoundedList):
-                self._events = BoundedList(self._limits.max_events)
-            self._events.append(event)
+            self._append("_events", self._limits.max_events, event)
 
         def _add_link(self, link: Any) -> None:
+            self._append("_links", self._limits.max_links, link)
+
+        def _append(self, field: str, limit: int | None, item: Any) -> None:
+            """Add an event or a link (ignored once ended), making its bounded list first."""
             if self._end_time is not None:
                 return
-            if not isinstance(self._links, BoundedList):
-                self._links = BoundedList(self._limits.max_links)
-            self._links.append(link)
+            items = getattr(self, field)
+            if not isinstance(items, BoundedList):
+                items = BoundedList(limit)
+                setattr(self, field, items)
+            items.append(item)
 
     return LeanSpan
 
@@ -260,13 +262,18 @@ class ActiveSpan:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        span = self.span
+        self.finish(exc)  # while the span is still current
         if self._token is not None:
             context_api.detach(self._token)  # type: ignore[arg-type]
+        self.span.end()
+
+    def finish(self, exc: BaseException | None) -> None:
+        """What happens at the end of the block, before the span ends: an ``Exception`` is
+        recorded on the span and sets its status to error. Subclasses add their own."""
+        span = self.span
         if isinstance(exc, Exception) and span.is_recording():
             span.record_exception(exc)
             span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
-        span.end()
 
 
 @functools.cache

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from types import TracebackType
 from typing import Any
 
-from opentelemetry import context as context_api
 from opentelemetry import metrics, trace
 from opentelemetry.trace import Status, StatusCode
 
@@ -44,12 +42,7 @@ class command_span(ActiveSpan):  # noqa: N801 - used like the function it replac
         self._started = time.perf_counter()
         super().__init__(tracer, f"command.{name}", attributes)
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def finish(self, exc: BaseException | None) -> None:
         span = self.span
         if exc is None:
             outcome = "ok"
@@ -67,9 +60,6 @@ class command_span(ActiveSpan):  # noqa: N801 - used like the function it replac
         command_duration.record(
             time.perf_counter() - self._started, {"command": self._name, "outcome": outcome}
         )
-        if self._token is not None:
-            context_api.detach(self._token)  # type: ignore[arg-type]
-        span.end()
 
 
 def trace_metadata() -> dict[str, str]:
