@@ -100,8 +100,19 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DB_LOCK_TIMEOUT_MS = env.int("DB_LOCK_TIMEOUT_MS", default=5000)
 DB_IDLE_IN_TRANSACTION_TIMEOUT_MS = env.int("DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", default=60000)
 
+# The event store prepares its few hot statements on PostgreSQL (parsed and planned once
+# per connection); turn this off behind a pooler that cannot keep prepared statements
+# (PgBouncer < 1.21 in transaction mode).
+EVENTSTORE_PREPARED_STATEMENTS = env.bool("EVENTSTORE_PREPARED_STATEMENTS", default=True)
+
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})
+    # Django connects with ``prepare_threshold=None``, with which psycopg never prepares,
+    # not even ``execute(..., prepare=True)``. A threshold lets the store's statements be
+    # prepared; Django's own cursors bind on the client and are never prepared anyway.
+    DATABASES["default"]["OPTIONS"].setdefault(
+        "prepare_threshold", 5 if EVENTSTORE_PREPARED_STATEMENTS else None
+    )
     DATABASES["default"]["OPTIONS"]["options"] = (
         f"-c lock_timeout={DB_LOCK_TIMEOUT_MS} "
         f"-c idle_in_transaction_session_timeout={DB_IDLE_IN_TRANSACTION_TIMEOUT_MS}"
@@ -129,10 +140,6 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-
-# The event store prepares its few hot statements on PostgreSQL; turn this off behind a
-# pooler that cannot keep prepared statements (PgBouncer < 1.21 in transaction mode).
-EVENTSTORE_PREPARED_STATEMENTS = env.bool("EVENTSTORE_PREPARED_STATEMENTS", default=True)
 
 # A link from a trace id in the admin to a trace viewer, e.g.
 # "http://jaeger:16686/trace/{trace_id}" (empty: trace ids are shown, not linked).

@@ -88,6 +88,25 @@ class StreamData:
     head: StreamHead | None
 
 
+class SnapshotData(NamedTuple):
+    """The part of a stored snapshot that rebuilding an aggregate needs."""
+
+    version: int
+    schema_version: int
+    state: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedStream:
+    """A stream as an aggregate is rebuilt from it: the newest snapshot at or below the
+    wanted version (in the wanted schema version; None if there is none), the events after
+    it, and the head to append at (None when the stream has no events at all)."""
+
+    snapshot: SnapshotData | None
+    events: list[EventData]
+    head: StreamHead | None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AppendResult:
     """Where an append's events landed.

@@ -35,8 +35,10 @@ from .hashing import GENESIS_HASH, canonical_json, canonical_time, chain, conten
 from .records import (
     AppendResult,
     EventData,
+    LoadedStream,
     NewEvent,
     RecordedEvent,
+    SnapshotData,
     StoredSnapshot,
     StreamAppend,
     StreamData,
@@ -80,6 +82,12 @@ def _prepared_statements() -> bool:
     return bool(getattr(settings, "EVENTSTORE_PREPARED_STATEMENTS", True))
 
 
+def _pg_connection() -> Any:
+    """Django's own psycopg connection (same session, same transaction as the ORM's)."""
+    connection.ensure_connection()
+    return connection.connection
+
+
 def _cursor() -> Any:
     """A cursor for the append path.
 
@@ -91,16 +99,20 @@ def _cursor() -> Any:
     mode).
     """
     if connection.vendor == "postgresql" and _prepared_statements():
-        connection.ensure_connection()
-        return psycopg.Cursor(connection.connection)
+        return psycopg.Cursor(_pg_connection())
     return connection.cursor()
 
 
 def _execute(cursor: Any, sql: str, params: Sequence[Any], *, binary: bool = False) -> None:
     """Run a statement; on the prepared path, optionally with binary results (UUIDs, times
-    and JSON then load in psycopg's C loaders rather than through text)."""
+    and JSON then load in psycopg's C loaders rather than through text).
+
+    ``prepare=True`` takes effect only because settings give the connection a
+    ``prepare_threshold`` (Django's default, None, makes psycopg ignore it);
+    tests/eventstore/test_round_trips.py checks ``pg_prepared_statements``.
+    """
     if psycopg is not None and type(cursor) is psycopg.Cursor:
-        cursor.execute(sql, params, prepare=True, binary=binary)
+        cursor.execute(sql, params, prepare=_prepared_statements(), binary=binary)
     else:
         cursor.execute(sql, params)
 
@@ -606,11 +618,7 @@ def lock_streams(stream_ids: Iterable[uuid.UUID]) -> None:
         return
     try:
         with _cursor() as cursor:
-            _execute(
-                cursor,
-                "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k ORDER BY k",
-                [keys],
-            )
+            _execute(cursor, _LOCK_SQL, [keys])
     except (OperationalError, *_DRIVER_OPERATIONAL_ERRORS) as exc:
         raise StoreUnavailableError(
             f"a stream lock was not granted in time ({exc}); retry later"
@@ -723,6 +731,166 @@ def _read_stream_data(
     return StreamData(events, StreamHead(last[0], last[4]))
 
 
+# One statement reads the newest usable snapshot and the events after it, so the two always
+# agree (separate statements could straddle a concurrent snapshot: events after v200 applied
+# to the state at v100). The snapshot row comes first (its version is below every event's;
+# its event_type is NULL), carrying the hash of the event at its version: the head to append
+# at when no event follows it. The same SQL runs on both vendors.
+_LOAD_SQL = (
+    "WITH s AS (SELECT version, schema_version, state FROM snapshots "
+    "WHERE stream_id = %s AND schema_version = %s{up} ORDER BY version DESC LIMIT 1) "
+    "SELECT s.version, CAST(NULL AS varchar(100)), s.schema_version, s.state, "
+    "(SELECT hash FROM events WHERE stream_id = %s AND version = s.version) FROM s "
+    "UNION ALL "
+    "SELECT version, event_type, schema_version, data, hash FROM events "
+    "WHERE stream_id = %s AND version > COALESCE((SELECT version FROM s), 0){up} "
+    "ORDER BY 1"
+)
+_LOAD_SQL_UP_TO = _LOAD_SQL.format(up=" AND version <= %s")
+_LOAD_SQL = _LOAD_SQL.format(up="")
+_EVENTS_SQL = (
+    "SELECT version, event_type, schema_version, data, hash FROM events "
+    "WHERE stream_id = %s AND version > %s{up} ORDER BY version"
+)
+_EVENTS_SQL_UP_TO = _EVENTS_SQL.format(up=" AND version <= %s")
+_EVENTS_SQL = _EVENTS_SQL.format(up="")
+_LOCK_SQL = "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k ORDER BY k"
+
+
+def _load_statement(
+    stream_id: uuid.UUID, snapshot_schema_version: int | None, up_to_version: int | None
+) -> tuple[str, list[Any]]:
+    db_stream = _db_uuid(stream_id)
+    if snapshot_schema_version is None:
+        if up_to_version is None:
+            return _EVENTS_SQL, [db_stream, 0]
+        return _EVENTS_SQL_UP_TO, [db_stream, 0, up_to_version]
+    if up_to_version is None:
+        return _LOAD_SQL, [db_stream, snapshot_schema_version, db_stream, db_stream]
+    return _LOAD_SQL_UP_TO, [
+        db_stream,
+        snapshot_schema_version,
+        up_to_version,
+        db_stream,
+        db_stream,
+        up_to_version,
+    ]
+
+
+def load_streams(
+    stream_ids: Sequence[uuid.UUID],
+    *,
+    snapshot_schema_version: int | None,
+    up_to_version: int | None = None,
+    lock: bool = False,
+) -> list[LoadedStream]:
+    """Load streams for rebuilding aggregates: each one's newest snapshot and the events after it.
+
+    On PostgreSQL everything is sent at once (psycopg's pipeline mode) and answered in one
+    round trip: BEGIN when a transaction starts here, the streams' locks, one statement per
+    stream. The server runs the statements in order, and each one (READ COMMITTED) sees
+    what was committed before it started, so the loads see every event written by the
+    locks' previous holders. The pipeline ends with a Sync before anything else runs, so
+    the session is then "idle in transaction" as usual and ``idle_in_transaction_session
+    _timeout`` still guards it.
+
+    Args:
+        stream_ids: the streams, distinct.
+        snapshot_schema_version: the snapshot state's schema version the caller can read;
+            None to ignore snapshots (full replay).
+        up_to_version: only up to this version (the state then), for every stream.
+        lock: first take the streams' locks (``lock_streams``) until the end of the
+            current transaction, in one fixed order.
+
+    Returns:
+        One ``LoadedStream`` per stream id, in the order given. Events are upcasted.
+
+    Raises:
+        RuntimeError: ``lock`` outside a transaction (the locks would end at once).
+        StoreUnavailableError: a lock was not granted within ``lock_timeout``, or the
+            database did not answer.
+    """
+    if lock and not connection.in_atomic_block:
+        raise RuntimeError("load_streams(lock=True) must be called inside transaction.atomic()")
+    statements = [_load_statement(s, snapshot_schema_version, up_to_version) for s in stream_ids]
+    with span(
+        "snapshot_store.load" if snapshot_schema_version is not None else "event_store.load_events",
+        "snapshot" if snapshot_schema_version is not None else "replay",
+        aggregate_id=str(stream_ids[0]) if stream_ids else "",
+    ) as current:
+        # One round trip for every stream: this span carries the database's time; the
+        # per-stream spans below carry the decoding.
+        results = _run_loads(statements, stream_ids if lock else ())
+        if snapshot_schema_version is not None:
+            current.set_attribute("event_sourcing.optimization", "snapshot")
+        if snapshot_schema_version is not None and results and results[0]:
+            first = results[0][0]
+            current.set_attribute("snapshot_version", first[0] if first[1] is None else 0)
+    return [_loaded_stream(s, rows) for s, rows in zip(stream_ids, results, strict=True)]
+
+
+def _run_loads(
+    statements: list[tuple[str, list[Any]]], lock_ids: Sequence[uuid.UUID]
+) -> list[list[Any]]:
+    if not _is_postgres():
+        with connection.cursor() as cursor:
+            results = []
+            for sql, params in statements:
+                cursor.execute(sql, params)
+                results.append(cursor.fetchall())
+            return results
+    conn = _pg_connection()
+    prepare = _prepared_statements()
+    # psycopg's own Cursor: server-side binding, so it can be prepared (the connection's
+    # default cursor is Django's client-binding one).
+    cursors = [psycopg.Cursor(conn) for _ in range(len(statements) + 1)]
+    try:
+        with conn.pipeline():
+            if lock_ids:
+                keys = sorted({_stream_lock_key(stream_id) for stream_id in lock_ids})
+                cursors[-1].execute(_LOCK_SQL, [keys], prepare=prepare)
+            for cursor, (sql, params) in zip(cursors, statements, strict=False):
+                cursor.execute(sql, params, prepare=prepare)
+        # Leaving the block synced the pipeline: every result is here, no more waiting.
+        return [cursor.fetchall() for cursor in cursors[:-1]]
+    except _DRIVER_OPERATIONAL_ERRORS as exc:
+        raise StoreUnavailableError(
+            f"the event store did not answer in time ({exc}); retry later"
+        ) from exc
+    finally:
+        for cursor in cursors:
+            cursor.close()
+
+
+def _loaded_stream(stream_id: uuid.UUID, rows: list[Any]) -> LoadedStream:
+    snapshot = None
+    head = None
+    if rows and rows[0][1] is None:
+        version, _, schema_version, state, hash_ = rows[0]
+        snapshot = SnapshotData(version, schema_version, _py_json(state))
+        head = StreamHead(version, hash_) if hash_ is not None else None
+        rows = rows[1:]
+    with span(
+        "event_store.load_events_from_version",
+        "replay",
+        aggregate_id=str(stream_id),
+        from_version=snapshot.version if snapshot else 0,
+    ) as current:
+        events = _event_data(rows)
+        current.set_attribute("events_count", len(events))
+    if rows:
+        last = rows[-1]
+        head = StreamHead(last[0], last[4])
+    return LoadedStream(snapshot, events, head)
+
+
+def _event_data(rows: Sequence[Sequence[Any]]) -> list[EventData]:
+    loads = _py_json
+    if has_upcasters():
+        return [EventData(r[0], r[1], *upcast(r[1], r[2], loads(r[3]))) for r in rows]
+    return [EventData(r[0], r[1], r[2], loads(r[3])) for r in rows]
+
+
 def iter_stream_rows(stream_id: uuid.UUID, *, after_version: int = 0) -> Iterable[Sequence[Any]]:
     """Yield a stream's raw rows (position ... hash) in version order, for verification."""
     with connection.cursor() as cursor:
@@ -806,15 +974,22 @@ def _read_all(*, after_position: int, limit: int = 1000) -> list[RecordedEvent]:
         if cut > 0:
             rows = rows[:cut]
         else:
-            # One append fills the whole batch: deliver all of it (it committed whole).
-            _execute(
-                cursor,
-                f"SELECT {_EVENT_COLUMNS} FROM events WHERE commit_id = %s AND position > %s "
-                "ORDER BY position",
-                [last_commit, rows[-1][0]],
-                binary=True,
-            )
-            rows += cursor.fetchall()
+            # One append fills the whole batch: deliver all of it (it committed whole). Its
+            # positions are contiguous (appends are serialised), so read on in position
+            # order until another append's rows begin.
+            while True:
+                _execute(
+                    cursor,
+                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE position > %s "
+                    "ORDER BY position LIMIT %s",
+                    [rows[-1][0], limit],
+                    binary=True,
+                )
+                more = cursor.fetchall()
+                same = [row for row in more if row[11] == last_commit]
+                rows += same
+                if len(same) < limit:
+                    break
     return [_to_recorded(row) for row in rows]
 
 

@@ -71,20 +71,36 @@ class TransferResult:
 
 
 def _load(
-    account_id: uuid.UUID, *, up_to_version: int | None = None
+    account_id: uuid.UUID, *, up_to_version: int | None = None, lock: bool = False
 ) -> tuple[Account, es.StreamHead | int]:
     """Return the account (snapshot + the events after it) and the head to append at."""
-    snapshot = es.load_snapshot(
-        account_id, schema_version=Account.SNAPSHOT_SCHEMA_VERSION, up_to_version=up_to_version
+    return _load_many([account_id], up_to_version=up_to_version, lock=lock)[0]
+
+
+def _load_many(
+    account_ids: Sequence[uuid.UUID], *, up_to_version: int | None = None, lock: bool = False
+) -> list[tuple[Account, es.StreamHead | int]]:
+    """Load accounts in one round trip (taking their stream locks first when ``lock``)."""
+    streams = es.load_streams(
+        account_ids,
+        snapshot_schema_version=Account.SNAPSHOT_SCHEMA_VERSION,
+        up_to_version=up_to_version,
+        lock=lock,
     )
-    base = None
-    if snapshot is not None:
-        base = AccountSnapshot(snapshot.version, snapshot.state)
-    stream = es.read_stream_data(
-        account_id, after_version=base.version if base else 0, up_to_version=up_to_version
-    )
-    if base is None and not stream.events:
+    return [
+        _rebuild(account_id, stream, up_to_version)
+        for account_id, stream in zip(account_ids, streams, strict=True)
+    ]
+
+
+def _rebuild(
+    account_id: uuid.UUID, stream: es.LoadedStream, up_to_version: int | None
+) -> tuple[Account, es.StreamHead | int]:
+    if stream.head is None:
         raise AccountNotFound(account_id)
+    base = None
+    if stream.snapshot is not None:
+        base = AccountSnapshot(stream.snapshot.version, stream.snapshot.state)
     try:
         account = Account.from_events(
             account_id,
@@ -95,7 +111,9 @@ def _load(
         if base is None:
             raise
         # A snapshot this code cannot read is never trusted: replay everything instead.
-        stream = es.read_stream_data(account_id, up_to_version=up_to_version)
+        (stream,) = es.load_streams(
+            [account_id], snapshot_schema_version=None, up_to_version=up_to_version
+        )
         account = Account.from_events(
             account_id, (event_from_data(e.event_type, e.data) for e in stream.events)
         )
@@ -174,13 +192,13 @@ def _run_attempts(
     expected_version: int | None,
 ) -> AccountState:
     attempts = 1 if expected_version is not None else MAX_ATTEMPTS
-    for _ in range(attempts):
+    for attempt in range(attempts):
         try:
+            if attempt == 0 and not transaction.get_connection().in_atomic_block:
+                return _run_optimistically(command, account_id, action, context, expected_version)
             with transaction.atomic():
-                es.lock_streams([account_id])
-                account, head = _load(account_id)
-                if expected_version is not None and account.version != expected_version:
-                    raise VersionMismatch(account_id, expected_version, account.version)
+                account, head = _load(account_id, lock=True)
+                _check_expected(account, expected_version)
                 before = account.version
                 action(account)
                 _save([(account, head, before)], context, command, locked=True)
@@ -191,6 +209,37 @@ def _run_attempts(
                 actual = exc.actual if exc.actual is not None else es.stream_version(account_id)
                 raise VersionMismatch(account_id, expected_version, actual) from exc
     raise ConcurrencyConflict(account_id, attempts)
+
+
+def _run_optimistically(
+    command: str,
+    account_id: uuid.UUID,
+    action: Callable[[Account], None],
+    context: CommandContext,
+    expected_version: int | None,
+) -> AccountState:
+    """A command's first attempt when no transaction is open: two statements, no lock.
+
+    The load is one statement (the snapshot and the events after it, consistent with each
+    other); the append is one statement in autocommit, a transaction of its own that
+    commits only if the stream is still at the loaded head (the INSERT's guard and
+    UNIQUE(stream_id, version)), taking the append lock inside it as every append does. A
+    stream that moved on meanwhile raises ``ConcurrencyError`` having written nothing, and
+    the retry takes the stream's lock (``_run_attempts``), so a hot account's writers queue
+    instead of racing again. A snapshot that is due is written after the events commit:
+    it describes committed state, and a crash before it costs only a longer replay.
+    """
+    account, head = _load(account_id)
+    _check_expected(account, expected_version)
+    before = account.version
+    action(account)
+    _save([(account, head, before)], context, command)
+    return AccountState.of(account)
+
+
+def _check_expected(account: Account, expected_version: int | None) -> None:
+    if expected_version is not None and account.version != expected_version:
+        raise VersionMismatch(account.id, expected_version, account.version)
 
 
 def _context(
@@ -394,8 +443,7 @@ def _transfer_attempts(
                 # Always load in id order: the same pair is handled the same way whichever
                 # direction the money goes.
                 first, second = sorted((from_account, to_account), key=lambda i: i.int)
-                es.lock_streams([first, second])
-                loaded = {first: _load(first), second: _load(second)}
+                loaded = dict(zip((first, second), _load_many([first, second], lock=True)))
                 source, source_head = loaded[from_account]
                 target, target_head = loaded[to_account]
                 versions = (source.version, target.version)

@@ -96,8 +96,8 @@ def _bypassing_writer(monkeypatch, account_id, times=1):
     real_load = svc._load
     calls = []
 
-    def load_then_race(stream_id):
-        loaded = real_load(stream_id)
+    def load_then_race(stream_id, **kwargs):
+        loaded = real_load(stream_id, **kwargs)
         if stream_id == account_id and len(calls) < times:
             calls.append(stream_id)
             event = MoneyDeposited(amount_cents=1, description="bypass")
@@ -140,10 +140,28 @@ def test_a_pinned_version_refused_by_the_database_reports_the_actual_version(mon
     with pytest.raises(VersionMismatch) as refused:
         svc.deposit(account_id=account.id, amount_cents=10, expected_version=1, actor=ACTOR)
     assert (refused.value.expected, refused.value.actual) == (1, 2)
-    # The database refused the append (no savepoint, so the store could not read the
-    # version); the service read it after the rollback.
-    assert refused.value.__cause__.actual is None
+    # The database refused the first attempt's append (one statement in autocommit, which
+    # rolled back alone), and the store read the actual version after it.
+    assert refused.value.__cause__.actual == 2
     assert es.stream_version(account.id) == 2  # the bypassing append only
+
+
+def test_a_pinned_version_refused_inside_a_transaction_reports_the_actual_version(
+    monkeypatch,
+):
+    """Inside the caller's transaction the locked path appends without a savepoint: the
+    store cannot read the version in the aborted transaction; the service reads it after
+    the rollback."""
+    from django.db import transaction
+
+    from bank.services.errors import VersionMismatch
+
+    account = svc.open_account(holder_name="Pinned", actor=ACTOR)
+    _bypassing_writer(monkeypatch, account.id)
+    with pytest.raises(VersionMismatch) as refused, transaction.atomic():
+        svc.deposit(account_id=account.id, amount_cents=10, expected_version=1, actor=ACTOR)
+    assert (refused.value.expected, refused.value.actual) == (1, 2)
+    assert es.stream_version(account.id) == 2
 
 
 def test_an_append_without_savepoint_reports_an_unknown_version_and_needs_a_rollback():

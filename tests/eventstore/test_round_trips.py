@@ -1,0 +1,160 @@
+"""The command path's cost on PostgreSQL, counted where it is paid: round trips and plans.
+
+A round trip is one time the client waits for the server: the server answers every
+request the client waits on (a simple query, or a Sync that ends a batch of extended-protocol
+messages, pipelined or not) with one ReadyForQuery, so counting ReadyForQuery messages in
+libpq's protocol trace counts the waits, whatever the network's timing.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections import Counter
+from contextlib import contextmanager
+
+import pytest
+from django.db import connection
+from django.test import override_settings
+from psycopg import pq
+
+import eventstore as es
+from bank.services import Actor
+from bank.services import accounts as svc
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+TELLER = Actor(username="teller1", user_id=7, auth="token")
+
+
+@contextmanager
+def protocol_trace():
+    """Record the client/server messages of Django's connection; yields a list of lines."""
+    connection.ensure_connection()
+    pgconn = connection.connection.pgconn
+    lines: list[str] = []
+    with tempfile.TemporaryFile("w+") as trace:
+        pgconn.trace(trace.fileno())
+        pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+        try:
+            yield lines
+        finally:
+            pgconn.untrace()
+            trace.flush()
+            os.fsync(trace.fileno())
+            trace.seek(0)
+            lines.extend(trace.read().splitlines())
+
+
+def waits(lines: list[str]) -> int:
+    return sum(1 for line in lines if line.split("\t")[:1] == ["B"] and "ReadyForQuery" in line)
+
+
+def messages(lines: list[str]) -> Counter:
+    return Counter(tuple(line.split("\t")[:3:2]) for line in lines)
+
+
+def open_account(balance: int = 10_000) -> uuid.UUID:
+    return svc.open_account(
+        holder_name="Ada Lovelace", initial_balance_cents=balance, actor=TELLER
+    ).id
+
+
+def deposit(account_id: uuid.UUID) -> svc.AccountState:
+    return svc.deposit(account_id=account_id, amount_cents=100, actor=TELLER)
+
+
+@override_settings(SNAPSHOT_INTERVAL=1000)
+def test_a_deposit_takes_two_round_trips_the_load_and_the_append_in_autocommit():
+    account = open_account()
+    for _ in range(3):  # the statements are prepared by now
+        deposit(account)
+    with protocol_trace() as lines:
+        after = deposit(account)
+    assert after.version == 5
+    assert waits(lines) == 2, "\n".join(lines)
+    sent = messages(lines)
+    assert sent[("F", "Query")] == 0, "no BEGIN, no COMMIT: " + "\n".join(lines)
+    assert sent[("F", "Parse")] == 0, "prepared: bound, never parsed again: " + "\n".join(lines)
+
+
+def test_a_deposit_that_is_due_a_snapshot_takes_three_round_trips():
+    account = open_account()
+    with override_settings(SNAPSHOT_INTERVAL=5):
+        for _ in range(3):
+            deposit(account)
+        with protocol_trace() as lines:
+            after = deposit(account)  # version 5: a snapshot is due
+    assert after.version == 5
+    assert es.load_streams([account], snapshot_schema_version=1)[0].snapshot.version == 5
+    assert waits(lines) == 3, "\n".join(lines)
+
+
+def test_a_deposit_after_a_snapshot_with_no_events_after_it_still_takes_two():
+    """The snapshot's row carries its event's hash: no extra read of the stream's head."""
+    account = open_account()
+    with override_settings(SNAPSHOT_INTERVAL=5):
+        for _ in range(4):
+            deposit(account)  # the 4th makes version 5 and its snapshot
+        with protocol_trace() as lines:
+            after = deposit(account)
+    assert after.version == 6
+    assert waits(lines) == 2, "\n".join(lines)
+
+
+@override_settings(SNAPSHOT_INTERVAL=1000)
+def test_a_locked_command_takes_four_round_trips_for_both_accounts_of_a_transfer():
+    """BEGIN (psycopg waits for it), then the two stream locks and both loads in one
+    pipeline, then the INSERT, then COMMIT. A deposit's retry takes the same locked path."""
+    source, target = open_account(), open_account()
+    for _ in range(3):
+        svc.transfer(from_account=source, to_account=target, amount_cents=1, actor=TELLER)
+    with protocol_trace() as lines:
+        svc.transfer(from_account=source, to_account=target, amount_cents=1, actor=TELLER)
+    assert waits(lines) == 4, "\n".join(lines)
+    sent = messages(lines)
+    assert sent[("F", "Query")] == 1 and sent[("F", "Sync")] == 3, "\n".join(lines)
+
+
+def prepared_statements() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [row[0] for row in cursor.fetchall()]
+
+
+@override_settings(SNAPSHOT_INTERVAL=1000)
+def test_the_command_path_and_the_readers_run_prepared_statements():
+    account, other = open_account(), open_account()
+    for _ in range(3):
+        deposit(account)
+    svc.transfer(from_account=account, to_account=other, amount_cents=1, actor=TELLER)
+    es.read_all(after_position=0, limit=10)
+    statements = prepared_statements()
+    for fragment in (
+        "pg_advisory_xact_lock(k)",  # the stream locks
+        "FROM snapshots",  # the load: snapshot and events in one statement
+        "INSERT INTO events",  # the append
+        "WHERE position > ",  # the followers' read
+    ):
+        assert any(fragment in s for s in statements), (fragment, statements)
+
+
+@override_settings(SNAPSHOT_INTERVAL=1000, EVENTSTORE_PREPARED_STATEMENTS=False)
+def test_with_prepared_statements_off_nothing_is_prepared(django_db_blocker):
+    from django.conf import settings
+
+    connection.close()  # the next connection is made with the setting off
+    options = settings.DATABASES["default"]["OPTIONS"]
+    original = options.get("prepare_threshold")
+    options["prepare_threshold"] = None  # what config/settings.py sets when it is off
+    try:
+        account, other = open_account(), open_account()
+        for _ in range(3):
+            deposit(account)
+        svc.transfer(from_account=account, to_account=other, amount_cents=1, actor=TELLER)
+        es.read_all(after_position=0, limit=10)
+        assert prepared_statements() == []
+    finally:
+        connection.close()
+        options["prepare_threshold"] = original
