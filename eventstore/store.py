@@ -465,7 +465,8 @@ def _append_once(
                     ]
                 )
             versions[a.stream_id] = version
-        by_id = _insert(cursor, params, guards, guard_params, postgres=postgres)
+        lock_keys = sorted({_stream_lock_key(a.stream_id) for a in ordered})
+        by_id = _insert(cursor, params, guards, guard_params, lock_keys, postgres=postgres)
 
     positions = [by_id[e.event_id] for a in given for e in a.events]
     return AppendResult(positions=positions, versions=versions)
@@ -476,6 +477,7 @@ def _insert(
     rows: list[list[Any]],
     guards: list[str],
     guard_params: list[Any],
+    lock_keys: list[int],
     *,
     postgres: bool,
 ) -> dict[uuid.UUID, int]:
@@ -493,18 +495,22 @@ def _insert(
         params = [value for row in chunk for value in row]
         first = start == 0
         if postgres and first:
-            # One statement takes the append lock (in its FROM clause, so no row, and no
-            # position, exists before the lock is held), notifies followers and inserts.
-            # The guards may be judged on a snapshot from before the lock: they test
-            # immutable rows, and a stream that moved on meanwhile is refused by
-            # UNIQUE(stream_id, version).
+            # One statement takes the streams' locks, then the append lock (in its FROM
+            # clause, evaluated left to right, so no row, and no position, exists before the
+            # locks are held), notifies followers and inserts. The streams' locks come
+            # first, in key order, as lock_streams() takes them: a writer that loaded under
+            # them (and holds them already; they are re-entrant) cannot be overtaken by one
+            # that loaded without, which waits here and is then refused. The guards may be
+            # judged on a snapshot from before the locks: they test immutable rows, and a
+            # stream that moved on meanwhile is refused by UNIQUE(stream_id, version).
+            stream_locks = "pg_advisory_xact_lock(%s), " * len(lock_keys)
             sql = (
                 f"INSERT INTO events ({_INSERT_COLUMNS}) "
                 "SELECT v.*, pg_current_xact_id()::text::bigint "
-                "FROM (SELECT pg_advisory_xact_lock(%s), pg_notify(%s, '')) AS append_lock, "
-                f"(VALUES {values}) AS v"
+                f"FROM (SELECT {stream_locks}pg_advisory_xact_lock(%s), pg_notify(%s, '')) "
+                f"AS append_lock, (VALUES {values}) AS v"
             )
-            params[:0] = [APPEND_LOCK_KEY, APPEND_CHANNEL]
+            params[:0] = [*lock_keys, APPEND_LOCK_KEY, APPEND_CHANNEL]
         elif postgres:  # later statements of a large append: the lock is held already
             sql = (
                 f"INSERT INTO events ({_INSERT_COLUMNS}) "
