@@ -146,22 +146,47 @@ def test_a_pinned_version_refused_by_the_database_reports_the_actual_version(mon
     assert es.stream_version(account.id) == 2  # the bypassing append only
 
 
-def test_a_pinned_version_refused_inside_a_transaction_reports_the_actual_version(
-    monkeypatch,
-):
-    """Inside the caller's transaction the locked path appends without a savepoint: the
-    store cannot read the version in the aborted transaction; the service reads it after
-    the rollback."""
-    from django.db import transaction
+def test_a_command_holding_its_streams_lock_is_never_overtaken(monkeypatch):
+    """Inside a transaction a command loads under its stream's lock; every append takes
+    the streams' locks first, so another writer waits (here past its lock_timeout) instead
+    of slipping in between the load and the append."""
+    from django.db import connection, transaction
 
-    from bank.services.errors import VersionMismatch
+    account = svc.open_account(holder_name="Locked", actor=ACTOR)
+    real_load = svc._load
+    outcome = {}
 
-    account = svc.open_account(holder_name="Pinned", actor=ACTOR)
-    _bypassing_writer(monkeypatch, account.id)
-    with pytest.raises(VersionMismatch) as refused, transaction.atomic():
-        svc.deposit(account_id=account.id, amount_cents=10, expected_version=1, actor=ACTOR)
-    assert (refused.value.expected, refused.value.actual) == (1, 2)
-    assert es.stream_version(account.id) == 2
+    def load_then_race(stream_id, **kwargs):
+        loaded = real_load(stream_id, **kwargs)
+
+        def other_writer():
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("SET lock_timeout = '300ms'")
+                es.append(
+                    stream_id,
+                    [new_event("MoneyDeposited", amount_cents=1, description="racer")],
+                    stream_type=svc.STREAM_TYPE,
+                    expected_version=loaded[0].version,
+                )
+                outcome["racer"] = "appended"
+            except es.StoreUnavailableError as exc:
+                outcome["racer"] = exc
+            finally:
+                connections.close_all()
+
+        writer = threading.Thread(target=other_writer)
+        writer.start()
+        writer.join(30)
+        return loaded
+
+    monkeypatch.setattr(svc, "_load", load_then_race)
+    with transaction.atomic():
+        state = svc.deposit(account_id=account.id, amount_cents=10, expected_version=1, actor=ACTOR)
+    assert isinstance(outcome["racer"], es.StoreUnavailableError), outcome
+    assert "lock" in str(outcome["racer"])
+    assert state.version == 2
+    assert [e.data.get("description") for e in es.read_stream(account.id)][1:] == [""]
 
 
 def test_an_append_without_savepoint_reports_an_unknown_version_and_needs_a_rollback():
