@@ -35,6 +35,7 @@ Run: ``make bench`` or ``.venv/bin/python bench/command_bench.py [--rounds N]``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import statistics
@@ -60,7 +61,7 @@ ACCOUNTS = 500
 DEPOSITS = 2000
 HOT_DEPOSITS = 800
 LONG_STREAM = 10_000
-LOADS = 15
+LOADS = 30
 
 # --- contenders: ours -----------------------------------------------------------------
 
@@ -167,7 +168,9 @@ class Raw:
         conn = self.conn()
         while True:
             rows = conn.execute(RAW_LOAD, (stream,)).fetchall()
-            balance = sum(d.get("amount_cents", d.get("initial_balance_cents", 0)) for _, d in rows)
+            balance = sum(
+                d.get("amount_cents", d.get("initial_balance_cents", 0)) for _, d in rows
+            )
             assert balance >= 0
             version = rows[-1][0]
             try:
@@ -212,7 +215,9 @@ class RawLocked(Raw):
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(1)")
             rows = conn.execute(RAW_LOAD, (stream,)).fetchall()
-            balance = sum(d.get("amount_cents", d.get("initial_balance_cents", 0)) for _, d in rows)
+            balance = sum(
+                d.get("amount_cents", d.get("initial_balance_cents", 0)) for _, d in rows
+            )
             assert balance >= 0
             conn.execute(
                 RAW_INSERT,
@@ -325,7 +330,8 @@ def deposit_workloads(contenders: list, rounds: int) -> None:
         for _ in range(rounds):
             for c in contenders:
                 before = c.stored(c.hot)
-                work = [(lambda c=c, a=pick(c, k): c.deposit(a)) for k in range(count)]
+                targets = [pick(c, k) for k in range(count)]
+                work = [(lambda c=c, a=a: c.deposit(a)) for a in targets]
                 result = run_commands(c.name, threads, work, per_thread_end=c.thread_end)
                 results[c.name].append(result)
                 if "hot" in title:
@@ -352,14 +358,17 @@ def print_ratios(title: str, results: dict[str, list[Result]], contenders: list)
 # --- 2. loading a long account --------------------------------------------------------
 
 
-def median_ms(call: Callable[[], object], times: int = LOADS) -> float:
-    call()  # warm: connection, prepared statements
-    samples = []
+def interleaved_ms(calls: dict[str, Callable[[], object]], times: int = LOADS) -> dict[str, float]:
+    """Median time of each call, the calls taking turns (so drift hits all alike)."""
+    for call in calls.values():
+        call()  # warm: connections, prepared statements
+    samples: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(times):
-        t0 = time.perf_counter()
-        call()
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples) * 1000
+        for name, call in calls.items():
+            t0 = time.perf_counter()
+            call()
+            samples[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(s) * 1000 for name, s in samples.items()}
 
 
 def long_account_loads(raw: Raw, peer_plain: Peer, peer_snap: Peer) -> None:
@@ -373,7 +382,7 @@ def long_account_loads(raw: Raw, peer_plain: Peer, peer_snap: Peer) -> None:
         account = Account.open(
             uuid.uuid4(), holder_name="Long", currency="EUR", initial_balance_cents=0
         )
-        for i in range(total - 1):
+        for _ in range(total - 1):
             account.deposit(100, "")
             if kind == "snapshot" and account.version == LONG_STREAM:
                 snapshot = account.to_snapshot()
@@ -411,8 +420,14 @@ def long_account_loads(raw: Raw, peer_plain: Peer, peer_snap: Peer) -> None:
             ) as copy:
                 for v in range(1, total + 1):
                     copy.write_row(
-                        (stream, v, "MoneyDeposited", '{"amount_cents": 100, "description": ""}',
-                         '{"actor": "bench"}', now)
+                        (
+                            stream,
+                            v,
+                            "MoneyDeposited",
+                            '{"amount_cents": 100, "description": ""}',
+                            '{"actor": "bench"}',
+                            now,
+                        )
                     )
             if kind == "snapshot":
                 conn.execute(
@@ -448,20 +463,25 @@ def long_account_loads(raw: Raw, peer_plain: Peer, peer_snap: Peer) -> None:
             account.deposit(100)
         peer.app.save(account)
         if kind == "snapshot":  # its snapshotting may have taken this one in save()
-            try:
+            with contextlib.suppress(peer.IntegrityError):
                 peer.app.take_snapshot(account.id, version=LONG_STREAM)
-            except peer.IntegrityError:
-                pass
         peer_ids[kind] = account.id
 
     rows = []
     for kind in ("full", "snapshot"):
-        ours = median_ms(lambda k=kind: svc.get_account(ids[k]))
-        raw_ms = median_ms(raw_full if kind == "full" else raw_snapshot)
         peer = peer_plain if kind == "full" else peer_snap
-        peer_ms = median_ms(lambda k=kind, p=peer: p.app.repository.get(peer_ids[k]))
-        rows.append((kind, ours, raw_ms, peer_ms))
-    print(f"\nLoading one account of {LONG_STREAM:,} events (median of {LOADS} loads, ms)")
+        ms = interleaved_ms(
+            {
+                "ours": lambda k=kind: svc.get_account(ids[k]),
+                "raw": raw_full if kind == "full" else raw_snapshot,
+                "peer": lambda k=kind, p=peer: p.app.repository.get(peer_ids[k]),
+            }
+        )
+        rows.append((kind, ms["ours"], ms["raw"], ms["peer"]))
+    print(
+        f"\nLoading one account of {LONG_STREAM:,} events (median of {LOADS} loads taking "
+        "turns, ms)"
+    )
     header = (
         f"{'load':<34} {'ours':>8} {'raw':>8} {'eventsourcing':>14} "
         f"{'ours/raw time':>14} {'ours/es time':>13}"
@@ -489,9 +509,9 @@ def global_order(url: str, rounds: int) -> None:
     import psycopg
     from django.core.management import call_command
     from django.db import connection
+    from projection_bench import build_store
 
     import eventstore as es
-    from projection_bench import build_store
 
     total = build_store(1000, 100)
     with connection.cursor() as cursor:

@@ -849,7 +849,9 @@ def load_streams(
         raise RuntimeError("load_streams(lock=True) must be called inside transaction.atomic()")
     statements = [_load_statement(s, snapshot_schema_version, up_to_version) for s in stream_ids]
     with span(
-        "snapshot_store.load" if snapshot_schema_version is not None else "event_store.load_events",
+        "snapshot_store.load"
+        if snapshot_schema_version is not None
+        else "event_store.load_events",
         "snapshot" if snapshot_schema_version is not None else "replay",
         aggregate_id=str(stream_ids[0]) if stream_ids else "",
     ) as current:

@@ -443,7 +443,9 @@ def _transfer_attempts(
                 # Always load in id order: the same pair is handled the same way whichever
                 # direction the money goes.
                 first, second = sorted((from_account, to_account), key=lambda i: i.int)
-                loaded = dict(zip((first, second), _load_many([first, second], lock=True)))
+                loaded = dict(
+                    zip((first, second), _load_many([first, second], lock=True), strict=True)
+                )
                 source, source_head = loaded[from_account]
                 target, target_head = loaded[to_account]
                 versions = (source.version, target.version)

@@ -50,7 +50,9 @@ scalars = (
 )
 values = st.recursive(
     scalars,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(storable_text, children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(storable_text, children, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -104,5 +106,5 @@ def test_events_with_edge_values_verify_after_a_round_trip():
         expected_version=0,
     )
     assert [e.data["v"] for e in es.read_stream(stream)] == edges
-    assert [e.data["v"] for e in es.read_all(after_position=0, limit=100)[-len(edges):]] == edges
+    assert [e.data["v"] for e in es.read_all(after_position=0, limit=100)[-len(edges) :]] == edges
     assert es.verify_stream(stream) is None  # intact

@@ -182,7 +182,9 @@ def test_a_command_holding_its_streams_lock_is_never_overtaken(monkeypatch):
 
     monkeypatch.setattr(svc, "_load", load_then_race)
     with transaction.atomic():
-        state = svc.deposit(account_id=account.id, amount_cents=10, expected_version=1, actor=ACTOR)
+        state = svc.deposit(
+            account_id=account.id, amount_cents=10, expected_version=1, actor=ACTOR
+        )
     assert isinstance(outcome["racer"], es.StoreUnavailableError), outcome
     assert "lock" in str(outcome["racer"])
     assert state.version == 2
