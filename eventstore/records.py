@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from .jsoncodec import loads
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NewEvent:
@@ -52,10 +54,7 @@ class StreamAppend:
     events: list[NewEvent]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RecordedEvent:
-    """A stored event as read back (after upcasting)."""
-
+class _RecordedRow(NamedTuple):
     position: int
     event_id: uuid.UUID
     stream_id: uuid.UUID
@@ -64,11 +63,35 @@ class RecordedEvent:
     event_type: str
     schema_version: int
     data: dict[str, Any]
-    metadata: dict[str, Any]
+    metadata_json: str
     occurred_at: datetime
     recorded_at: datetime
     commit_id: int
     hash: str
+
+
+class RecordedEvent(_RecordedRow):
+    """A stored event as read back (after upcasting): an immutable tuple of its columns.
+
+    A tuple, so that a follower's read builds each event straight from the database row
+    (``read_all`` reads hundreds of thousands). ``metadata`` is decoded from the stored
+    ``metadata_json`` on first access and kept: followers that never look at it never pay
+    for it.
+    """
+
+    # No __slots__: the instance's (lazily created) __dict__ keeps the decoded metadata.
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The event's metadata (actor, correlation, causation, trace ids...)."""
+        cache = self.__dict__
+        try:
+            return cache["metadata"]  # type: ignore[no-any-return]
+        except KeyError:
+            raw = self.metadata_json
+            value = loads(raw) if isinstance(raw, str | bytes) else raw
+            cache["metadata"] = value
+            return value  # type: ignore[no-any-return]
 
 
 class EventData(NamedTuple):

@@ -15,19 +15,17 @@ see the README.
 from __future__ import annotations
 
 import contextlib
-import json
 import operator
-import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
+from . import jsoncodec
 from .errors import (
     ConcurrencyError,
     EventIdReusedError,
@@ -72,6 +70,7 @@ class _VersionMismatch(Exception):
 
 try:  # PostgreSQL's driver; absent where only SQLite is used
     import psycopg
+    from psycopg.types.json import set_json_loads
 
     _DRIVER_INTEGRITY_ERRORS: tuple[type[Exception], ...] = (psycopg.IntegrityError,)
     _DRIVER_OPERATIONAL_ERRORS: tuple[type[Exception], ...] = (psycopg.OperationalError,)
@@ -198,28 +197,7 @@ def _py_time(value: Any) -> datetime:
     return value
 
 
-# orjson turns integers beyond 64 bits into floats (json.loads keeps them exact), and any
-# number of 19 or more digits may be one: such payloads take json.loads.
-_LONG_NUMBER = re.compile(r"\d{19}")
-_LONG_NUMBER_BYTES = re.compile(rb"\d{19}")
-
-
-def _loads(text: str | bytes) -> Any:
-    """Decode stored JSON exactly as ``json.loads`` does, at a third of its cost.
-
-    orjson decodes; ``json.loads`` takes what orjson would decode differently (a run of 19
-    or more digits: possibly an integer beyond 64 bits, which orjson makes a float) or
-    refuses (numbers beyond a double's range, lone surrogates), all of which jsonb and
-    SQLite can hold. So the hash chain's canonical JSON of what is read back is
-    byte-identical (tests/eventstore/test_json_decoding.py).
-    """
-    long_number = (_LONG_NUMBER if isinstance(text, str) else _LONG_NUMBER_BYTES).search(text)
-    if long_number is None:
-        try:
-            return orjson.loads(text)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(text)
+_loads = jsoncodec.loads
 
 
 def _py_json(value: Any) -> Any:
@@ -239,7 +217,7 @@ def _to_recorded(row: Sequence[Any], *, upcasted: bool = True) -> RecordedEvent:
         event_type=row[5],
         schema_version=schema_version,
         data=data,
-        metadata=_py_json(row[8]),
+        metadata_json=row[8],
         occurred_at=_py_time(row[9]),
         recorded_at=_py_time(row[10]),
         commit_id=row[11],
@@ -991,6 +969,53 @@ def read_all(*, after_position: int, limit: int = 1000) -> list[RecordedEvent]:
         return events
 
 
+_READ_ALL_SQL = (
+    "SELECT position, event_id, stream_id, stream_type, version, event_type, schema_version, "
+    "data, CAST(metadata AS text), occurred_at, recorded_at, commit_id, hash FROM events "
+    "WHERE position > %s ORDER BY position LIMIT %s"
+)
+
+
+def _recorded_rows(cursor: Any) -> Callable[[Sequence[Any]], RecordedEvent]:
+    """psycopg row factory: a RecordedEvent straight from the binary row (no Python per
+    column: UUIDs, times and integers come decoded by psycopg's C loaders, the payload by
+    ``jsoncodec.loads``, the metadata as its text, decoded only when asked)."""
+    return RecordedEvent._make
+
+
+def _select_after(cursor: Any, position: int, limit: int) -> list[RecordedEvent]:
+    if psycopg is not None and type(cursor) is psycopg.Cursor:
+        cursor.execute(
+            _READ_ALL_SQL, [position, limit], prepare=_prepared_statements(), binary=True
+        )
+        return cursor.fetchall()
+    cursor.execute(_READ_ALL_SQL, [position, limit])
+    return [_to_recorded(row, upcasted=False) for row in cursor.fetchall()]
+
+
+@contextlib.contextmanager
+def _follower_cursor() -> Iterator[Any]:
+    if connection.vendor == "postgresql" and _prepared_statements():
+        with psycopg.Cursor(_pg_connection(), row_factory=_recorded_rows) as cursor:
+            set_json_loads(_loads, cursor)
+            yield cursor
+    else:
+        with connection.cursor() as cursor:
+            yield cursor
+
+
+def _upcasted(events: list[RecordedEvent]) -> list[RecordedEvent]:
+    if not has_upcasters():
+        return events
+    result = []
+    for event in events:
+        schema_version, data = upcast(event.event_type, event.schema_version, event.data)
+        if schema_version != event.schema_version:
+            event = event._replace(schema_version=schema_version, data=data)
+        result.append(event)
+    return result
+
+
 def _read_all(*, after_position: int, limit: int = 1000) -> list[RecordedEvent]:
     """Return the events after a global position, in position order, whole appends only.
 
@@ -1005,19 +1030,13 @@ def _read_all(*, after_position: int, limit: int = 1000) -> list[RecordedEvent]:
     """
     if limit < 1:
         raise ValueError("limit must be at least 1")
-    with _cursor() as cursor:
-        _execute(
-            cursor,
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE position > %s ORDER BY position LIMIT %s",
-            [after_position, limit],
-            binary=True,
-        )
-        rows = cursor.fetchall()
+    with _follower_cursor() as cursor:
+        rows = _select_after(cursor, after_position, limit)
         if len(rows) < limit:
-            return [_to_recorded(row) for row in rows]
-        last_commit = rows[-1][11]
+            return _upcasted(rows)
+        last_commit = rows[-1].commit_id
         cut = len(rows)
-        while cut > 0 and rows[cut - 1][11] == last_commit:
+        while cut > 0 and rows[cut - 1].commit_id == last_commit:
             cut -= 1
         if cut > 0:
             rows = rows[:cut]
@@ -1026,19 +1045,12 @@ def _read_all(*, after_position: int, limit: int = 1000) -> list[RecordedEvent]:
             # positions are contiguous (appends are serialised), so read on in position
             # order until another append's rows begin.
             while True:
-                _execute(
-                    cursor,
-                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE position > %s "
-                    "ORDER BY position LIMIT %s",
-                    [rows[-1][0], limit],
-                    binary=True,
-                )
-                more = cursor.fetchall()
-                same = [row for row in more if row[11] == last_commit]
+                more = _select_after(cursor, rows[-1].position, limit)
+                same = [row for row in more if row.commit_id == last_commit]
                 rows += same
                 if len(same) < limit:
                     break
-    return [_to_recorded(row) for row in rows]
+    return _upcasted(rows)
 
 
 # --- snapshots ------------------------------------------------------------------------

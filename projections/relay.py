@@ -83,7 +83,8 @@ def message_body(event: es.RecordedEvent) -> bytes:
 
 def message_headers(event: es.RecordedEvent) -> dict[str, str]:
     headers = {"Nats-Msg-Id": str(event.event_id)}
-    trace_id, span_id = event.metadata.get("trace_id"), event.metadata.get("span_id")
+    metadata = event.metadata  # decoded at each access: once
+    trace_id, span_id = metadata.get("trace_id"), metadata.get("span_id")
     if isinstance(trace_id, str) and isinstance(span_id, str):
         headers["traceparent"] = f"00-{trace_id}-{span_id}-01"
     return headers

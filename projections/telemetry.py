@@ -21,7 +21,8 @@ def links(events: Sequence[RecordedEvent]) -> list[trace.Link]:
     seen: set[tuple[int, int]] = set()
     found = []
     for event in events:
-        trace_id, span_id = event.metadata.get("trace_id"), event.metadata.get("span_id")
+        metadata = event.metadata  # decoded at each access: once
+        trace_id, span_id = metadata.get("trace_id"), metadata.get("span_id")
         if not (isinstance(trace_id, str) and isinstance(span_id, str)):
             continue
         try:

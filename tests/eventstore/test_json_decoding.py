@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import eventstore as es
 from eventstore.hashing import canonical_json
-from eventstore.store import _loads
+from eventstore.jsoncodec import loads as _loads
 
 pytestmark = pytest.mark.django_db
 
