@@ -55,14 +55,17 @@ class BalanceProjection(Projection):
         relevant = [e for e in events if e.stream_type == STREAM_TYPE]
         if not relevant:
             return
-        ids = {e.stream_id for e in relevant}
-        rows: dict[uuid.UUID, AccountBalance] = {
-            row.account_id: row for row in AccountBalance.objects.filter(account_id__in=ids)
+        # Keyed by the ids' integers: a UUID hashes in Python, at every lookup.
+        ids = {e.stream_id.int: e.stream_id for e in relevant}
+        rows: dict[int, AccountBalance] = {
+            row.account_id.int: row
+            for row in AccountBalance.objects.filter(account_id__in=ids.values())
         }
-        created: dict[uuid.UUID, AccountBalance] = {}
-        changed: set[uuid.UUID] = set()
+        created: dict[int, AccountBalance] = {}
+        changed: set[int] = set()
         for event in relevant:
-            row = rows.get(event.stream_id)
+            key = event.stream_id.int
+            row = rows.get(key)
             have = row.version if row is not None else 0
             if event.version <= have:
                 continue  # applied already (a redelivered batch)
@@ -81,7 +84,7 @@ class BalanceProjection(Projection):
                     updated_at=event.occurred_at,
                     last_position=event.position,
                 )
-                rows[event.stream_id] = created[event.stream_id] = row
+                rows[key] = created[key] = row
             else:
                 assert row is not None
                 sign = _DELTA_SIGN.get(event.event_type)
@@ -89,8 +92,8 @@ class BalanceProjection(Projection):
                     row.balance_cents += sign * event.data["amount_cents"]
                 elif event.event_type in _STATUS:
                     row.status = _STATUS[event.event_type]
-                if event.stream_id not in created:
-                    changed.add(event.stream_id)
+                if key not in created:
+                    changed.add(key)
             row.version = event.version
             row.updated_at = event.occurred_at
             row.last_position = event.position
@@ -133,21 +136,23 @@ class HistoryProjection(Projection):
             .order_by("-version")
             .values("version")[:1]
         )
-        latest: dict[uuid.UUID, int] = {}
-        balances: dict[uuid.UUID, int] = {}
+        # Keyed by the ids' integers: a UUID hashes in Python, at every lookup.
+        latest: dict[int, int] = {}
+        balances: dict[int, int] = {}
         for account_id, version, balance in TransactionHistory.objects.filter(
             account_id__in=ids, version=Subquery(newest)
         ).values_list("account_id", "version", "balance_after_cents"):
-            latest[account_id], balances[account_id] = version, balance
+            latest[account_id.int], balances[account_id.int] = version, balance
         new_rows = []
         for event in relevant:
-            if event.version <= latest.get(event.stream_id, 0):
+            key = event.stream_id.int
+            if event.version <= latest.get(key, 0):
                 continue  # applied already (a redelivered batch)
             if event.event_type == "AccountOpened":
                 amount = event.data["initial_balance_cents"]
                 kind, counterparty = "opening", None
                 if amount == 0:
-                    balances[event.stream_id] = 0
+                    balances[key] = 0
                     continue
             elif event.event_type in _KIND:
                 kind = _KIND[event.event_type]
@@ -155,13 +160,13 @@ class HistoryProjection(Projection):
                 counterparty = event.data.get("to_account") or event.data.get("from_account")
             else:
                 continue  # status changes move no money
-            before = balances.get(event.stream_id, 0)
+            before = balances.get(key, 0)
             after = (
                 before + amount
                 if kind in ("opening", "deposit", "transfer_in")
                 else before - amount
             )
-            balances[event.stream_id] = after
+            balances[key] = after
             actor = event.metadata.get("actor") or {}
             transfer_id = event.data.get("transfer_id")
             new_rows.append(

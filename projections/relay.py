@@ -83,7 +83,7 @@ def message_body(event: es.RecordedEvent) -> bytes:
 
 def message_headers(event: es.RecordedEvent) -> dict[str, str]:
     headers = {"Nats-Msg-Id": str(event.event_id)}
-    metadata = event.metadata  # decoded at each access: once
+    metadata = event.metadata  # decoded on first access
     trace_id, span_id = metadata.get("trace_id"), metadata.get("span_id")
     if isinstance(trace_id, str) and isinstance(span_id, str):
         headers["traceparent"] = f"00-{trace_id}-{span_id}-01"

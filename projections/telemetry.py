@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -21,7 +22,7 @@ def links(events: Sequence[RecordedEvent]) -> list[trace.Link]:
     seen: set[tuple[int, int]] = set()
     found = []
     for event in events:
-        metadata = event.metadata  # decoded at each access: once
+        metadata = event.metadata  # decoded on first access
         trace_id, span_id = metadata.get("trace_id"), metadata.get("span_id")
         if not (isinstance(trace_id, str) and isinstance(span_id, str)):
             continue
@@ -47,10 +48,15 @@ def links(events: Sequence[RecordedEvent]) -> list[trace.Link]:
     return found
 
 
-def batch_span(name: str, events: Sequence[RecordedEvent]) -> trace.Span:
-    return tracer.start_as_current_span(
+@contextlib.contextmanager
+def batch_span(name: str, events: Sequence[RecordedEvent]) -> Iterator[trace.Span]:
+    """The span of one projection batch, linked to the commands that wrote its events.
+
+    The links are looked for only when the span records: without tracing (no SDK, or the
+    batch sampled out) a rebuild does not read every event's metadata for nothing.
+    """
+    with tracer.start_as_current_span(
         f"projection.{name}.batch",
-        links=links(events),
         attributes={
             "event_sourcing.operation": "project",
             "projection": name,
@@ -58,7 +64,11 @@ def batch_span(name: str, events: Sequence[RecordedEvent]) -> trace.Span:
             "first_position": events[0].position if events else 0,
             "last_position": events[-1].position if events else 0,
         },
-    )
+    ) as span:
+        if span.is_recording():
+            for link in links(events):
+                span.add_link(link.context)
+        yield span
 
 
 def publish_lag(lags: dict[str, int]) -> None:
