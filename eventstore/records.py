@@ -62,8 +62,8 @@ class _RecordedRow(NamedTuple):
     version: int
     event_type: str
     schema_version: int
-    data: dict[str, Any]
-    metadata_json: str
+    data_json: str | dict[str, Any]
+    metadata_json: str | dict[str, Any]
     occurred_at: datetime
     recorded_at: datetime
     commit_id: int
@@ -74,23 +74,31 @@ class RecordedEvent(_RecordedRow):
     """A stored event as read back (after upcasting): an immutable tuple of its columns.
 
     A tuple, so that a follower's read builds each event straight from the database row
-    (``read_all`` reads hundreds of thousands). ``metadata`` is decoded from the stored
-    ``metadata_json`` on first access and kept: followers that never look at it never pay
-    for it.
+    (``read_all`` reads hundreds of thousands). The payload and the metadata come as the
+    stored JSON text (``data_json``, ``metadata_json``; already decoded where a read had to
+    decode it, to upcast it) and are decoded on first access to ``data`` and ``metadata``,
+    then kept: a follower pays only for what it looks at.
     """
 
-    # No __slots__: the instance's (lazily created) __dict__ keeps the decoded metadata.
+    # No __slots__: the instance's (lazily created) __dict__ keeps the decoded values.
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The event's payload (in the current schema version)."""
+        return self._decoded("data", self.data_json)
 
     @property
     def metadata(self) -> dict[str, Any]:
         """The event's metadata (actor, correlation, causation, trace ids...)."""
+        return self._decoded("metadata", self.metadata_json)
+
+    def _decoded(self, name: str, raw: str | dict[str, Any]) -> dict[str, Any]:
         cache = self.__dict__
         try:
-            return cache["metadata"]  # type: ignore[no-any-return]
+            return cache[name]  # type: ignore[no-any-return]
         except KeyError:
-            raw = self.metadata_json
             value = loads(raw) if isinstance(raw, str | bytes) else raw
-            cache["metadata"] = value
+            cache[name] = value
             return value  # type: ignore[no-any-return]
 
 

@@ -46,7 +46,7 @@ from .records import (
     StreamHead,
 )
 from .telemetry import events_appended, span
-from .upcasting import has_upcasters, upcast
+from .upcasting import has_upcasters, needs_upcast, upcast
 
 # The advisory lock that serialises appends on PostgreSQL ("es" + "append" as a number).
 APPEND_LOCK_KEY = 0x6573_6170_7065_6E64
@@ -70,7 +70,6 @@ class _VersionMismatch(Exception):
 
 try:  # PostgreSQL's driver; absent where only SQLite is used
     import psycopg
-    from psycopg.types.json import set_json_loads
 
     _DRIVER_INTEGRITY_ERRORS: tuple[type[Exception], ...] = (psycopg.IntegrityError,)
     _DRIVER_OPERATIONAL_ERRORS: tuple[type[Exception], ...] = (psycopg.OperationalError,)
@@ -205,24 +204,30 @@ def _py_json(value: Any) -> Any:
 
 
 def _to_recorded(row: Sequence[Any], *, upcasted: bool = True) -> RecordedEvent:
-    schema_version, data = row[6], _py_json(row[7])
-    if upcasted:
-        schema_version, data = upcast(row[5], schema_version, data)
-    return RecordedEvent(
+    """A RecordedEvent from a row of a Django cursor (text results, both vendors)."""
+    event = RecordedEvent(
         position=row[0],
         event_id=_py_uuid(row[1]),
         stream_id=_py_uuid(row[2]),
         stream_type=row[3],
         version=row[4],
         event_type=row[5],
-        schema_version=schema_version,
-        data=data,
+        schema_version=row[6],
+        data_json=row[7],
         metadata_json=row[8],
         occurred_at=_py_time(row[9]),
         recorded_at=_py_time(row[10]),
         commit_id=row[11],
         hash=row[12],
     )
+    return _upcast_recorded(event) if upcasted else event
+
+
+def _upcast_recorded(event: RecordedEvent) -> RecordedEvent:
+    if not needs_upcast(event.event_type, event.schema_version):
+        return event
+    schema_version, data = upcast(event.event_type, event.schema_version, event.data)
+    return event._replace(schema_version=schema_version, data_json=data)
 
 
 # --- append ---------------------------------------------------------------------------
@@ -969,17 +974,18 @@ def read_all(*, after_position: int, limit: int = 1000) -> list[RecordedEvent]:
         return events
 
 
+# The payload and the metadata as their JSON text: decoded when a follower looks at them.
 _READ_ALL_SQL = (
     "SELECT position, event_id, stream_id, stream_type, version, event_type, schema_version, "
-    "data, CAST(metadata AS text), occurred_at, recorded_at, commit_id, hash FROM events "
-    "WHERE position > %s ORDER BY position LIMIT %s"
+    "CAST(data AS text), CAST(metadata AS text), occurred_at, recorded_at, commit_id, hash "
+    "FROM events WHERE position > %s ORDER BY position LIMIT %s"
 )
 
 
 def _recorded_rows(cursor: Any) -> Callable[[Sequence[Any]], RecordedEvent]:
     """psycopg row factory: a RecordedEvent straight from the binary row (no Python per
-    column: UUIDs, times and integers come decoded by psycopg's C loaders, the payload by
-    ``jsoncodec.loads``, the metadata as its text, decoded only when asked)."""
+    column: UUIDs, times, integers and texts come decoded by psycopg's C loaders; the
+    payload and the metadata are decoded when asked)."""
     return RecordedEvent._make
 
 
@@ -997,7 +1003,6 @@ def _select_after(cursor: Any, position: int, limit: int) -> list[RecordedEvent]
 def _follower_cursor() -> Iterator[Any]:
     if connection.vendor == "postgresql" and _prepared_statements():
         with psycopg.Cursor(_pg_connection(), row_factory=_recorded_rows) as cursor:
-            set_json_loads(_loads, cursor)
             yield cursor
     else:
         with connection.cursor() as cursor:
@@ -1007,13 +1012,7 @@ def _follower_cursor() -> Iterator[Any]:
 def _upcasted(events: list[RecordedEvent]) -> list[RecordedEvent]:
     if not has_upcasters():
         return events
-    result = []
-    for event in events:
-        schema_version, data = upcast(event.event_type, event.schema_version, event.data)
-        if schema_version != event.schema_version:
-            event = event._replace(schema_version=schema_version, data=data)
-        result.append(event)
-    return result
+    return [_upcast_recorded(event) for event in events]
 
 
 def _read_all(*, after_position: int, limit: int = 1000) -> list[RecordedEvent]:

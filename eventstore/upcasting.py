@@ -47,6 +47,11 @@ def has_upcasters() -> bool:
     return bool(_UPCASTERS)
 
 
+def needs_upcast(event_type: str, schema_version: int) -> bool:
+    """Whether a stored event of this type and schema version has an upcaster to run."""
+    return (event_type, schema_version) in _UPCASTERS
+
+
 def upcast(event_type: str, schema_version: int, data: Payload) -> tuple[int, Payload]:
     """Return the newest schema version and payload reachable from the stored one."""
     if not _UPCASTERS:
