@@ -331,6 +331,8 @@ def deposit_workloads(contenders: list, rounds: int) -> None:
         results: dict[str, list[Result]] = {c.name: [] for c in contenders}
         for _ in range(rounds):
             for c in contenders:
+                if "hot" in title:  # a fresh hot account each round: one history length
+                    c.hot = c.open()
                 before = c.stored(c.hot)
                 targets = [pick(c, k) for k in range(count)]
                 work = [(lambda c=c, a=a: c.deposit(a)) for a in targets]

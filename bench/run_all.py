@@ -8,7 +8,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = [
-    "append_bench.py",
+    "command_bench.py",
     "load_bench.py",
     "projection_bench.py",
     "api_bench.py",

@@ -359,3 +359,26 @@ def _apply_model(model, a, b, name, amount):
         ok = status != "closed" and balance == 0
         model[a][1] = "closed" if ok else status
     return ok
+
+
+@pytest.mark.django_db(transaction=True)  # no test transaction: the command's own path
+@override_settings(SNAPSHOT_INTERVAL=3)
+def test_a_snapshot_that_cannot_be_stored_after_the_commit_does_not_fail_the_command(
+    monkeypatch, caplog
+):
+    """The first attempt appends in autocommit, then stores the snapshot: the deposit has
+    happened by then, so a failing snapshot is logged, never reported as a failed command
+    (a client would retry a deposit that was made)."""
+    account = open_(100)
+    svc.deposit(account_id=account.id, amount_cents=1, actor=TELLER)
+
+    def unavailable(*args, **kwargs):
+        raise es.StoreUnavailableError("the database went away")
+
+    monkeypatch.setattr(es, "save_snapshot", unavailable)
+    state = svc.deposit(account_id=account.id, amount_cents=1, actor=TELLER)  # version 3
+    monkeypatch.undo()
+    assert (state.version, state.balance_cents) == (3, 102)
+    assert "snapshot at version 3 was not stored" in caplog.text
+    assert not Snapshot.objects.filter(stream_id=account.id).exists()
+    assert svc.get_account(account.id).balance_cents == 102  # replayed without it
