@@ -102,16 +102,18 @@ DB_IDLE_IN_TRANSACTION_TIMEOUT_MS = env.int("DB_IDLE_IN_TRANSACTION_TIMEOUT_MS",
 
 # The event store prepares its few hot statements on PostgreSQL (parsed and planned once
 # per connection); turn this off behind a pooler that cannot keep prepared statements
-# (PgBouncer < 1.21 in transaction mode).
+# (PgBouncer before 1.22 in transaction mode: psycopg also sends DEALLOCATE ALL).
 EVENTSTORE_PREPARED_STATEMENTS = env.bool("EVENTSTORE_PREPARED_STATEMENTS", default=True)
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})
     # Django connects with ``prepare_threshold=None``, with which psycopg never prepares,
-    # not even ``execute(..., prepare=True)``. A threshold lets the store's statements be
-    # prepared; Django's own cursors bind on the client and are never prepared anyway.
+    # not even ``execute(..., prepare=True)``. With a threshold of 2 the store's statements
+    # are prepared on their third run on a connection (a connection kept across requests:
+    # CONN_MAX_AGE); one made for a single request never pays for a Parse of its own.
+    # Django's own cursors bind on the client and are never prepared.
     DATABASES["default"]["OPTIONS"].setdefault(
-        "prepare_threshold", 5 if EVENTSTORE_PREPARED_STATEMENTS else None
+        "prepare_threshold", 2 if EVENTSTORE_PREPARED_STATEMENTS else None
     )
     DATABASES["default"]["OPTIONS"]["options"] = (
         f"-c lock_timeout={DB_LOCK_TIMEOUT_MS} "

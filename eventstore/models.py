@@ -87,6 +87,8 @@ class Event(AppendOnlyModel):
         # a query of the product uses; migration 0004 names the query of each.
         indexes = [
             models.Index(fields=["event_type", "position"], name="events_type_position"),
+            models.Index(fields=["stream_type", "position"], name="events_stype_position"),
+            models.Index(fields=["occurred_at"], name="events_occurred"),
             models.Index(fields=["stream_id", "occurred_at"], name="events_stream_occurred"),
         ]
 

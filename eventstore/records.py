@@ -77,10 +77,25 @@ class RecordedEvent(_RecordedRow):
     (``read_all`` reads hundreds of thousands). The payload and the metadata come as the
     stored JSON text (``data_json``, ``metadata_json``; already decoded where a read had to
     decode it, to upcast it) and are decoded on first access to ``data`` and ``metadata``,
-    then kept: a follower pays only for what it looks at.
+    then kept: a follower pays only for what it looks at. Two RecordedEvents are equal
+    when they are the same stored event (position and id).
     """
 
     # No __slots__: the instance's (lazily created) __dict__ keeps the decoded values.
+
+    def __eq__(self, other: object) -> bool:
+        """The same stored event: same position and id (its content cannot differ, whether
+        its payload was decoded, or upcast, or not)."""
+        if isinstance(other, RecordedEvent):
+            return self.position == other.position and self.event_id == other.event_id
+        return NotImplemented
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    def __hash__(self) -> int:
+        return hash((self.position, self.event_id))
 
     @property
     def data(self) -> dict[str, Any]:

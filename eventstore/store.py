@@ -83,6 +83,14 @@ def _prepared_statements() -> bool:
     return bool(getattr(settings, "EVENTSTORE_PREPARED_STATEMENTS", True))
 
 
+def _prepare() -> bool | None:
+    """psycopg's ``prepare`` argument: None lets the connection's ``prepare_threshold``
+    decide (a statement is prepared on its third run on one connection, so a connection
+    made for one request never pays for a Parse it will not reuse); False never prepares.
+    """
+    return None if _prepared_statements() else False
+
+
 def _pg_connection() -> Any:
     """Django's own psycopg connection (same session, same transaction as the ORM's)."""
     connection.ensure_connection()
@@ -96,7 +104,7 @@ def _cursor() -> Any:
     session, same transaction), so that the few statements every command runs are parsed
     and planned once per connection (prepared) instead of every time. Django's cursors bind
     on the client and never prepare. Set ``EVENTSTORE_PREPARED_STATEMENTS = False`` behind
-    a pooler that cannot keep prepared statements (PgBouncer before 1.21 in transaction
+    a pooler that cannot keep prepared statements (PgBouncer before 1.22 in transaction
     mode).
     """
     if connection.vendor == "postgresql" and _prepared_statements():
@@ -108,12 +116,12 @@ def _execute(cursor: Any, sql: str, params: Sequence[Any], *, binary: bool = Fal
     """Run a statement; on the prepared path, optionally with binary results (UUIDs, times
     and JSON then load in psycopg's C loaders rather than through text).
 
-    ``prepare=True`` takes effect only because settings give the connection a
-    ``prepare_threshold`` (Django's default, None, makes psycopg ignore it);
+    Statements are prepared only because settings give the connection a
+    ``prepare_threshold`` (Django's default, None, makes psycopg never prepare);
     tests/eventstore/test_round_trips.py checks ``pg_prepared_statements``.
     """
     if psycopg is not None and type(cursor) is psycopg.Cursor:
-        cursor.execute(sql, params, prepare=_prepared_statements(), binary=binary)
+        cursor.execute(sql, params, prepare=_prepare(), binary=binary)
     else:
         cursor.execute(sql, params)
 
@@ -415,9 +423,13 @@ def _append_once(
     single_statement = (
         postgres
         and not connection.in_atomic_block
+        and connection.get_autocommit()
         and total_rows <= ROWS_PER_STATEMENT
         and all(isinstance(a.expected_version, StreamHead) for a in ordered)
     )
+    # Whether this append is a transaction of its own (one statement in autocommit, or one
+    # the store opens here), holding nothing yet.
+    own_transaction = not connection.in_atomic_block and connection.get_autocommit()
     scope = contextlib.nullcontext() if single_statement or nested else transaction.atomic()
     with scope, _cursor() as cursor:
         unknown = [a.stream_id for a in ordered if not isinstance(a.expected_version, StreamHead)]
@@ -475,7 +487,15 @@ def _append_once(
                     ]
                 )
             versions[a.stream_id] = version
-        lock_keys = sorted({_stream_lock_key(a.stream_id) for a in ordered})
+        # An append that is a transaction of its own takes the streams' locks itself, before
+        # the append lock; inside a caller's transaction the caller takes them
+        # (lock_streams, load_streams(lock=True)) before anything else. So no transaction
+        # ever waits for a stream's lock while holding the append lock (which two appends
+        # in one transaction would otherwise do), and a command that loaded under a stream's
+        # lock is never overtaken by an append made outside any transaction.
+        lock_keys = (
+            sorted({_stream_lock_key(a.stream_id) for a in ordered}) if own_transaction else []
+        )
         by_id = _insert(cursor, params, guards, guard_params, lock_keys, postgres=postgres)
 
     positions = [by_id[e.event_id] for a in given for e in a.events]
@@ -505,14 +525,14 @@ def _insert(
         params = [value for row in chunk for value in row]
         first = start == 0
         if postgres and first:
-            # One statement takes the streams' locks, then the append lock (in its FROM
-            # clause, evaluated left to right, so no row, and no position, exists before the
-            # locks are held), notifies followers and inserts. The streams' locks come
-            # first, in key order, as lock_streams() takes them: a writer that loaded under
-            # them (and holds them already; they are re-entrant) cannot be overtaken by one
-            # that loaded without, which waits here and is then refused. The guards may be
-            # judged on a snapshot from before the locks: they test immutable rows, and a
-            # stream that moved on meanwhile is refused by UNIQUE(stream_id, version).
+            # One statement takes the append lock (in its FROM clause, evaluated left to
+            # right, so no row, and no position, exists before the lock is held), notifies
+            # followers and inserts. As a transaction of its own it first takes the streams'
+            # locks, in key order as lock_streams() takes them: a command that loaded under
+            # them cannot be overtaken by one that loaded without, which waits here and is
+            # then refused. The guards may be judged on a snapshot from before the locks: they
+            # test immutable rows, and a stream that moved on meanwhile is refused by
+            # UNIQUE(stream_id, version).
             stream_locks = "pg_advisory_xact_lock(%s), " * len(lock_keys)
             sql = (
                 f"INSERT INTO events ({_INSERT_COLUMNS}) "
@@ -617,7 +637,10 @@ def lock_streams(stream_ids: Iterable[uuid.UUID]) -> None:
     """Serialise, until the end of the current transaction, with writers of these streams.
 
     Optimistic concurrency stays the guard; this only spares a hot stream's writers the
-    wasted work of losing races and retrying. On PostgreSQL it takes one advisory lock per
+    wasted work of losing races and retrying. Take them before the transaction's first
+    append: an append holds the global append lock until commit, and waiting for a
+    stream's lock while holding it could deadlock with an append in autocommit (which takes
+    the stream's lock, then the append lock). On PostgreSQL it takes one advisory lock per
     stream, in a fixed order (so two writers locking the same pair cannot deadlock); on
     SQLite the database's write lock already serialises every writer.
 
@@ -841,11 +864,13 @@ def load_streams(
         # One round trip for every stream: this span carries the database's time; the
         # per-stream spans below carry the decoding.
         results = _run_loads(statements, stream_ids if lock else ())
+        for rows in results:
+            rows.sort(key=_by_version)  # linear on rows that arrive in order
         if snapshot_schema_version is not None:
             current.set_attribute("event_sourcing.optimization", "snapshot")
-        if snapshot_schema_version is not None and results and results[0]:
-            first = results[0][0]
-            current.set_attribute("snapshot_version", first[0] if first[1] is None else 0)
+            first = results[0][0] if results and results[0] else None
+            snapshot_version = first[0] if first is not None and first[1] is None else 0
+            current.set_attribute("snapshot_version", snapshot_version)
     return [_loaded_stream(s, rows) for s, rows in zip(stream_ids, results, strict=True)]
 
 
@@ -860,7 +885,7 @@ def _run_loads(
                 results.append(cursor.fetchall())
             return results
     conn = _pg_connection()
-    prepare = _prepared_statements()
+    prepare = _prepare()
     if len(statements) == 1 and not lock_ids:
         # One statement needs no pipeline (whose result handling costs more on long reads).
         try:
@@ -893,7 +918,7 @@ def _run_loads(
 
 
 def _loaded_stream(stream_id: uuid.UUID, rows: list[Any]) -> LoadedStream:
-    rows.sort(key=_by_version)  # linear on rows that arrive in order
+    """The rows of one stream's load, sorted by version (the snapshot's row first)."""
     snapshot = None
     head = None
     if rows and rows[0][1] is None:
@@ -991,9 +1016,7 @@ def _recorded_rows(cursor: Any) -> Callable[[Sequence[Any]], RecordedEvent]:
 
 def _select_after(cursor: Any, position: int, limit: int) -> list[RecordedEvent]:
     if psycopg is not None and type(cursor) is psycopg.Cursor:
-        cursor.execute(
-            _READ_ALL_SQL, [position, limit], prepare=_prepared_statements(), binary=True
-        )
+        cursor.execute(_READ_ALL_SQL, [position, limit], prepare=_prepare(), binary=True)
         return cursor.fetchall()
     cursor.execute(_READ_ALL_SQL, [position, limit])
     return [_to_recorded(row, upcasted=False) for row in cursor.fetchall()]

@@ -199,7 +199,7 @@ def _run_attempts(
     attempts = 1 if expected_version is not None else MAX_ATTEMPTS
     for attempt in range(attempts):
         try:
-            if attempt == 0 and not transaction.get_connection().in_atomic_block:
+            if attempt == 0 and _autocommit():
                 return _run_optimistically(command, account_id, action, context, expected_version)
             with transaction.atomic():
                 account, head = _load(account_id, lock=True)
@@ -252,6 +252,12 @@ def _run_optimistically(
             exc,
         )
     return AccountState.of(account)
+
+
+def _autocommit() -> bool:
+    """No transaction is open: each statement commits alone."""
+    connection = transaction.get_connection()
+    return not connection.in_atomic_block and connection.get_autocommit()
 
 
 def _check_expected(account: Account, expected_version: int | None) -> None:

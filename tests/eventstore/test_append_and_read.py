@@ -310,3 +310,59 @@ def test_an_append_larger_than_one_statement_is_still_one_atomic_append():
             stream, [new_event() for _ in range(1500)], stream_type="t", expected_version=2499
         )
     assert es.stream_version(stream) == 2500
+
+
+def _appended(stream, count, start=0):
+    es.append(
+        stream,
+        [new_event("E", n=start + i + 1) for i in range(count)],
+        stream_type="t",
+        expected_version=start,
+    )
+
+
+def test_load_streams_gives_the_newest_snapshot_and_exactly_the_events_after_it():
+    stream, other, missing = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    _appended(stream, 12)
+    _appended(other, 3)
+    es.save_snapshot(stream, stream_type="t", version=5, schema_version=1, state={"n": 5})
+    es.save_snapshot(stream, stream_type="t", version=10, schema_version=1, state={"n": 10})
+    es.save_snapshot(stream, stream_type="t", version=11, schema_version=2, state={"n": 11})
+    head = es.stream_head(stream)
+
+    loaded, plain, nothing = es.load_streams([stream, other, missing], snapshot_schema_version=1)
+    assert loaded.snapshot == es.SnapshotData(10, 1, {"n": 10})  # v2's snapshot is skipped
+    assert [(e.version, e.data["n"]) for e in loaded.events] == [(11, 11), (12, 12)]
+    assert loaded.head == head
+    assert plain.snapshot is None and [e.version for e in plain.events] == [1, 2, 3]
+    assert nothing == es.LoadedStream(None, [], None)
+
+    (then,) = es.load_streams([stream], snapshot_schema_version=1, up_to_version=9)
+    assert then.snapshot.version == 5 and [e.version for e in then.events] == [6, 7, 8, 9]
+    assert then.head.version == 9
+    (full,) = es.load_streams([stream], snapshot_schema_version=None)
+    assert full.snapshot is None and [e.version for e in full.events] == list(range(1, 13))
+
+
+def test_load_streams_takes_the_head_from_the_snapshots_event_when_none_follows():
+    stream = uuid.uuid4()
+    _appended(stream, 4)
+    es.save_snapshot(stream, stream_type="t", version=4, schema_version=1, state={"n": 4})
+    (loaded,) = es.load_streams([stream], snapshot_schema_version=1)
+    assert loaded.events == [] and loaded.head == es.stream_head(stream)
+    # ... so an append at that head goes through.
+    es.append(stream, [new_event("E")], stream_type="t", expected_version=loaded.head)
+    assert es.stream_version(stream) == 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_load_streams_takes_locks_only_inside_a_transaction():
+    from django.db import transaction
+
+    with pytest.raises(RuntimeError, match="inside transaction.atomic"):
+        es.load_streams([uuid.uuid4()], snapshot_schema_version=1, lock=True)
+    stream = uuid.uuid4()
+    _appended(stream, 2)
+    with transaction.atomic():
+        (loaded,) = es.load_streams([stream], snapshot_schema_version=1, lock=True)
+    assert [e.version for e in loaded.events] == [1, 2]

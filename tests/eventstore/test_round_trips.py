@@ -20,6 +20,7 @@ from django.test import override_settings
 from psycopg import pq
 
 import eventstore as es
+from bank.domain import Account
 from bank.services import Actor
 from bank.services import accounts as svc
 
@@ -79,6 +80,18 @@ def test_a_deposit_takes_two_round_trips_the_load_and_the_append_in_autocommit()
     assert sent[("F", "Parse")] == 0, "prepared: bound, never parsed again: " + "\n".join(lines)
 
 
+@override_settings(SNAPSHOT_INTERVAL=1000)
+def test_a_deposit_on_a_fresh_connection_takes_two_round_trips_too():
+    """A connection made for one request (CONN_MAX_AGE=0, the default) never prepares:
+    preparing outside a pipeline would cost a Parse round trip of its own."""
+    account = open_account()
+    connection.close()
+    with protocol_trace() as lines:
+        deposit(account)
+    assert waits(lines) == 2, "\n".join(lines)
+    assert messages(lines)[("F", "Parse")] == 2, "\n".join(lines)  # unnamed: no extra wait
+
+
 def test_a_deposit_that_is_due_a_snapshot_takes_three_round_trips():
     account = open_account()
     with override_settings(SNAPSHOT_INTERVAL=5):
@@ -87,7 +100,9 @@ def test_a_deposit_that_is_due_a_snapshot_takes_three_round_trips():
         with protocol_trace() as lines:
             after = deposit(account)  # version 5: a snapshot is due
     assert after.version == 5
-    assert es.load_streams([account], snapshot_schema_version=1)[0].snapshot.version == 5
+    snapshot_version = Account.SNAPSHOT_SCHEMA_VERSION
+    loaded = es.load_streams([account], snapshot_schema_version=snapshot_version)[0]
+    assert loaded.snapshot.version == 5
     assert waits(lines) == 3, "\n".join(lines)
 
 
@@ -123,16 +138,20 @@ def prepared_statements() -> list[str]:
         return [row[0] for row in cursor.fetchall()]
 
 
-@override_settings(SNAPSHOT_INTERVAL=1000)
-def test_the_command_path_and_the_readers_run_prepared_statements():
+def run_the_hot_paths_three_times() -> None:
     account, other = open_account(), open_account()
     for _ in range(3):
         deposit(account)
-    svc.transfer(from_account=account, to_account=other, amount_cents=1, actor=TELLER)
-    es.read_all(after_position=0, limit=10)
+        svc.transfer(from_account=account, to_account=other, amount_cents=1, actor=TELLER)
+        es.read_all(after_position=0, limit=10)
+
+
+@override_settings(SNAPSHOT_INTERVAL=1000)
+def test_the_command_path_and_the_readers_run_prepared_statements():
+    run_the_hot_paths_three_times()
     statements = prepared_statements()
     for fragment in (
-        "pg_advisory_xact_lock(k)",  # the stream locks
+        "pg_advisory_xact_lock(k)",  # the stream locks of the locked path
         "FROM snapshots",  # the load: snapshot and events in one statement
         "INSERT INTO events",  # the append
         "WHERE position > ",  # the followers' read
@@ -140,20 +159,47 @@ def test_the_command_path_and_the_readers_run_prepared_statements():
         assert any(fragment in s for s in statements), (fragment, statements)
 
 
+def test_the_settings_give_the_connection_a_prepare_threshold_only_when_asked():
+    """Django's default (None) makes psycopg never prepare, whatever execute() asks."""
+    import subprocess
+    import sys
+
+    from tests.support import ROOT
+
+    def threshold(flag: str) -> str:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import config.settings as s; "
+                "print(s.DATABASES['default']['OPTIONS']['prepare_threshold'])",
+            ],
+            env={
+                **os.environ,
+                "DEBUG": "true",
+                "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres",
+                "EVENTSTORE_PREPARED_STATEMENTS": flag,
+                "PYTHONPATH": str(ROOT),
+            },
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+
+    assert threshold("true") == "2"
+    assert threshold("false") == "None"
+
+
 @override_settings(SNAPSHOT_INTERVAL=1000, EVENTSTORE_PREPARED_STATEMENTS=False)
-def test_with_prepared_statements_off_nothing_is_prepared(django_db_blocker):
+def test_with_prepared_statements_off_nothing_is_prepared():
     from django.conf import settings
 
-    connection.close()  # the next connection is made with the setting off
+    connection.close()  # the next connection is made as with the setting off
     options = settings.DATABASES["default"]["OPTIONS"]
     original = options.get("prepare_threshold")
-    options["prepare_threshold"] = None  # what config/settings.py sets when it is off
+    options["prepare_threshold"] = None  # what config/settings.py gives (tested above)
     try:
-        account, other = open_account(), open_account()
-        for _ in range(3):
-            deposit(account)
-        svc.transfer(from_account=account, to_account=other, amount_cents=1, actor=TELLER)
-        es.read_all(after_position=0, limit=10)
+        run_the_hot_paths_three_times()
         assert prepared_statements() == []
     finally:
         connection.close()

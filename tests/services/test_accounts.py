@@ -382,3 +382,45 @@ def test_a_snapshot_that_cannot_be_stored_after_the_commit_does_not_fail_the_com
     assert "snapshot at version 3 was not stored" in caplog.text
     assert not Snapshot.objects.filter(stream_id=account.id).exists()
     assert svc.get_account(account.id).balance_cents == 102  # replayed without it
+
+
+@pytest.fixture
+def first_attempts(monkeypatch):
+    """Records the commands that ran on the optimistic first attempt (no transaction)."""
+    ran = []
+    real = svc._run_optimistically
+
+    def recording(command, *args):
+        ran.append(command)
+        return real(command, *args)
+
+    monkeypatch.setattr(svc, "_run_optimistically", recording)
+    return ran
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(SNAPSHOT_INTERVAL=3)
+def test_outside_a_transaction_commands_append_in_autocommit_and_snapshot(first_attempts):
+    account = open_(100)
+    svc.deposit(account_id=account.id, amount_cents=50, actor=TELLER)
+    state = svc.withdraw(account_id=account.id, amount_cents=30, actor=TELLER)
+    assert (state.version, state.balance_cents) == (3, 120)
+    assert first_attempts == ["deposit", "withdraw"]
+    assert Snapshot.objects.get(stream_id=account.id).version == 3
+    frozen = svc.freeze(account_id=account.id, reason="audit", actor=TELLER, expected_version=3)
+    assert (frozen.status, frozen.version) == ("frozen", 4)
+    assert svc.get_account(account.id) == frozen
+    assert es.verify_stream(account.id) is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_refusals_write_nothing(first_attempts):
+    account = open_(100)
+    with pytest.raises(errors.InsufficientFunds):
+        svc.withdraw(account_id=account.id, amount_cents=101, actor=TELLER)
+    with pytest.raises(VersionMismatch):
+        svc.deposit(account_id=account.id, amount_cents=1, expected_version=7, actor=TELLER)
+    with pytest.raises(AccountNotFound):
+        svc.deposit(account_id=uuid.uuid4(), amount_cents=1, actor=TELLER)
+    assert first_attempts == ["withdraw", "deposit", "deposit"]
+    assert es.stream_version(account.id) == 1

@@ -88,9 +88,10 @@ def test_opposite_transfers_between_two_accounts_finish_without_deadlock_and_con
 
 
 def _bypassing_writer(monkeypatch, account_id, times=1):
-    """After the command has loaded the account, append straight to its stream, as a writer
-    that ignores the stream locks would (the append the command then makes is refused by
-    the database, with no savepoint to fall back to)."""
+    """After the command's first attempt has loaded the account (without a lock: the
+    optimistic attempt), another writer appends to its stream from its own connection;
+    the command's autocommitted append is then refused by the database and the command
+    retried, on the locked path."""
     from bank.domain.events import MoneyDeposited
 
     real_load = svc._load
