@@ -200,14 +200,11 @@ def _run_attempts(
     for attempt in range(attempts):
         try:
             if attempt == 0 and _autocommit():
-                return _run_optimistically(command, account_id, action, context, expected_version)
+                return _attempt(command, account_id, action, context, expected_version)
             with transaction.atomic():
-                account, head = _load(account_id, lock=True)
-                _check_expected(account, expected_version)
-                before = account.version
-                action(account)
-                _save([(account, head, before)], context, command, locked=True)
-                return AccountState.of(account)
+                return _attempt(
+                    command, account_id, action, context, expected_version, locked=True
+                )
         except es.ConcurrencyError as exc:
             if expected_version is not None:
                 # Rolled back by now: the version can be read if the append could not.
@@ -216,33 +213,47 @@ def _run_attempts(
     raise ConcurrencyConflict(account_id, attempts)
 
 
-def _run_optimistically(
+def _attempt(
     command: str,
     account_id: uuid.UUID,
     action: Callable[[Account], None],
     context: CommandContext,
     expected_version: int | None,
+    *,
+    locked: bool = False,
 ) -> AccountState:
-    """A command's first attempt when no transaction is open: two statements, no lock.
+    """One attempt at a command: load, run the domain command, append.
 
+    ``locked``, inside the transaction ``_run_attempts`` opened: the load takes the
+    account's stream lock first (in the same round trip), so the command cannot lose a
+    race; the append needs no savepoint and the snapshot, when due, is written in the same
+    transaction.
+
+    Otherwise (the first attempt, when no transaction is open): two statements, no lock.
     The load is one statement (the snapshot and the events after it, consistent with each
     other); the append is one statement in autocommit, a transaction of its own that
     commits only if the stream is still at the loaded head (the INSERT's guard and
-    UNIQUE(stream_id, version)), taking the append lock inside it as every append does. A
-    stream that moved on meanwhile raises ``ConcurrencyError`` having written nothing, and
-    the retry takes the stream's lock (``_run_attempts``), so a hot account's writers queue
-    instead of racing again. A snapshot that is due is written after the events commit:
-    it describes committed state, and a crash before it costs only a longer replay.
+    UNIQUE(stream_id, version)), taking the stream's lock and then the append lock inside
+    it. A stream that moved on meanwhile raises ``ConcurrencyError`` having written
+    nothing, and the retry is locked, so a hot account's writers queue instead of racing
+    again. A snapshot that is due is written after the events commit: it describes
+    committed state, and a crash before it costs only a longer replay.
     """
-    account, head = _load(account_id)
+    account, head = _load(account_id, lock=locked)
     _check_expected(account, expected_version)
     before = account.version
     action(account)
-    _save([(account, head, before)], context, command, snapshots=False)
+    _save([(account, head, before)], context, command, locked=locked, snapshots=locked)
+    if not locked:
+        _snapshot_after_commit(account, before)
+    return AccountState.of(account)
+
+
+def _snapshot_after_commit(account: Account, version_before: int) -> None:
     # Committed: from here on nothing may fail the command (its caller would retry a
     # deposit that happened). A snapshot is only a shortcut for later loads.
     try:
-        _snapshot_if_due(account, before)
+        _snapshot_if_due(account, version_before)
     except (DatabaseError, es.EventStoreError) as exc:
         logger.warning(
             "account %s: the snapshot at version %s was not stored (%r); loads replay "
@@ -251,7 +262,6 @@ def _run_optimistically(
             account.version,
             exc,
         )
-    return AccountState.of(account)
 
 
 def _autocommit() -> bool:

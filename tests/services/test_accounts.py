@@ -388,13 +388,14 @@ def test_a_snapshot_that_cannot_be_stored_after_the_commit_does_not_fail_the_com
 def first_attempts(monkeypatch):
     """Records the commands that ran on the optimistic first attempt (no transaction)."""
     ran = []
-    real = svc._run_optimistically
+    real = svc._attempt
 
-    def recording(command, *args):
-        ran.append(command)
-        return real(command, *args)
+    def recording(command, *args, locked=False):
+        if not locked:
+            ran.append(command)
+        return real(command, *args, locked=locked)
 
-    monkeypatch.setattr(svc, "_run_optimistically", recording)
+    monkeypatch.setattr(svc, "_attempt", recording)
     return ran
 
 

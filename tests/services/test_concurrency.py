@@ -87,13 +87,9 @@ def test_opposite_transfers_between_two_accounts_finish_without_deadlock_and_con
     assert {e.data["transfer_id"] for e in sent} == {e.data["transfer_id"] for e in received}
 
 
-def _bypassing_writer(monkeypatch, account_id, times=1):
-    """After the command's first attempt has loaded the account (without a lock: the
-    optimistic attempt), another writer appends to its stream from its own connection;
-    the command's autocommitted append is then refused by the database and the command
-    retried, on the locked path."""
-    from bank.domain.events import MoneyDeposited
-
+def _race_after_load(monkeypatch, account_id, write, times=1):
+    """After the command has loaded the account, run ``write(stream_id, loaded)`` in
+    another thread, on its own connection, and wait for it (up to ``times`` loads)."""
     real_load = svc._load
     calls = []
 
@@ -101,16 +97,10 @@ def _bypassing_writer(monkeypatch, account_id, times=1):
         loaded = real_load(stream_id, **kwargs)
         if stream_id == account_id and len(calls) < times:
             calls.append(stream_id)
-            event = MoneyDeposited(amount_cents=1, description="bypass")
 
-            def other_writer():  # its own connection, committed before the command appends
+            def other_writer():
                 try:
-                    es.append(
-                        stream_id,
-                        [new_event(event.event_type, **event.to_data())],
-                        stream_type=svc.STREAM_TYPE,
-                        expected_version=loaded[0].version,
-                    )
+                    write(stream_id, loaded)
                 finally:
                     connections.close_all()
 
@@ -121,6 +111,26 @@ def _bypassing_writer(monkeypatch, account_id, times=1):
 
     monkeypatch.setattr(svc, "_load", load_then_race)
     return calls
+
+
+def _bypassing_writer(monkeypatch, account_id, times=1):
+    """After the command's first attempt has loaded the account (without a lock: the
+    optimistic attempt), another writer appends to its stream from its own connection;
+    the command's autocommitted append is then refused by the database and the command
+    retried, on the locked path."""
+    from bank.domain.events import MoneyDeposited
+
+    event = MoneyDeposited(amount_cents=1, description="bypass")
+
+    def append(stream_id, loaded):  # committed before the command appends
+        es.append(
+            stream_id,
+            [new_event(event.event_type, **event.to_data())],
+            stream_type=svc.STREAM_TYPE,
+            expected_version=loaded[0].version,
+        )
+
+    return _race_after_load(monkeypatch, account_id, append, times)
 
 
 def test_a_command_refused_by_the_database_is_retried_from_a_fresh_load(monkeypatch):
@@ -148,40 +158,29 @@ def test_a_pinned_version_refused_by_the_database_reports_the_actual_version(mon
 
 
 def test_a_command_holding_its_streams_lock_is_never_overtaken(monkeypatch):
-    """Inside a transaction a command loads under its stream's lock; every append takes
-    the streams' locks first, so another writer waits (here past its lock_timeout) instead
-    of slipping in between the load and the append."""
+    """Inside a transaction a command loads under its stream's lock; an append made
+    outside any transaction takes the streams' locks first, so it waits (here past its
+    lock_timeout) instead of slipping in between the command's load and its append."""
     from django.db import connection, transaction
 
     account = svc.open_account(holder_name="Locked", actor=ACTOR)
-    real_load = svc._load
     outcome = {}
 
-    def load_then_race(stream_id, **kwargs):
-        loaded = real_load(stream_id, **kwargs)
+    def race(stream_id, loaded):
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SET lock_timeout = '300ms'")
+            es.append(
+                stream_id,
+                [new_event("MoneyDeposited", amount_cents=1, description="racer")],
+                stream_type=svc.STREAM_TYPE,
+                expected_version=loaded[0].version,
+            )
+            outcome["racer"] = "appended"
+        except es.StoreUnavailableError as exc:
+            outcome["racer"] = exc
 
-        def other_writer():
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute("SET lock_timeout = '300ms'")
-                es.append(
-                    stream_id,
-                    [new_event("MoneyDeposited", amount_cents=1, description="racer")],
-                    stream_type=svc.STREAM_TYPE,
-                    expected_version=loaded[0].version,
-                )
-                outcome["racer"] = "appended"
-            except es.StoreUnavailableError as exc:
-                outcome["racer"] = exc
-            finally:
-                connections.close_all()
-
-        writer = threading.Thread(target=other_writer)
-        writer.start()
-        writer.join(30)
-        return loaded
-
-    monkeypatch.setattr(svc, "_load", load_then_race)
+    _race_after_load(monkeypatch, account.id, race)
     with transaction.atomic():
         state = svc.deposit(
             account_id=account.id, amount_cents=10, expected_version=1, actor=ACTOR
