@@ -15,6 +15,7 @@ see the README.
 from __future__ import annotations
 
 import contextlib
+import math
 import operator
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -146,6 +147,17 @@ def _check_json(value: Any, where: str) -> None:
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
             raise InvalidEventError(f"{where}: NaN and Infinity are not JSON")
+        # PostgreSQL's jsonb keeps numbers as numeric: -0.0 comes back as 0.0, and a float
+        # written with an exponent of 16 or more (1e+16, all of them whole) as an integer,
+        # so the value read back would not be the one hashed and the event would look
+        # tampered with. Refused on both vendors, so that a store moves between them.
+        if (value == 0.0 and math.copysign(1.0, value) < 0) or (
+            abs(value) >= 1e16 and value.is_integer()
+        ):
+            raise InvalidEventError(
+                f"{where}: {value!r} would not read back as written (store it as an "
+                "integer or a string)"
+            )
         return
     if isinstance(value, dict):
         for key, item in value.items():
