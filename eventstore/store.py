@@ -788,7 +788,7 @@ def _read_stream_data(
 # its version: the head to append at when no event follows it. The same SQL runs on both
 # vendors. No ORDER BY: the server would sort the rows, payloads and all (a fifth of a long
 # replay's time); they arrive nearly in order and are sorted by version on the client
-# (``_sorted``), the snapshot's first (its version is below every event's).
+# (``load_streams``), the snapshot's first (its version is below every event's).
 _LOAD_SQL = (
     "WITH s AS (SELECT version, schema_version, state FROM snapshots "
     "WHERE stream_id = %s AND schema_version = %s{up} ORDER BY version DESC LIMIT 1) "
@@ -839,13 +839,14 @@ def load_streams(
 ) -> list[LoadedStream]:
     """Load streams for rebuilding aggregates: each one's newest snapshot and the events after it.
 
-    On PostgreSQL everything is sent at once (psycopg's pipeline mode) and answered in one
-    round trip: BEGIN when a transaction starts here, the streams' locks, one statement per
-    stream. The server runs the statements in order, and each one (READ COMMITTED) sees
-    what was committed before it started, so the loads see every event written by the
-    locks' previous holders. The pipeline ends with a Sync before anything else runs, so
-    the session is then "idle in transaction" as usual and ``idle_in_transaction_session
-    _timeout`` still guards it.
+    One statement per stream reads its snapshot and the events after it (so the two always
+    agree). On PostgreSQL the streams' locks and those statements are sent at once
+    (psycopg's pipeline mode) and answered in one round trip; when the transaction starts
+    here, psycopg sends BEGIN first and waits for it on its own. The server runs the
+    statements in order, and each one (READ COMMITTED) sees what was committed before it
+    started, so the loads see every event written by the locks' previous holders. The
+    pipeline ends with a Sync before anything else runs, so the session is then "idle in
+    transaction" as usual and ``idle_in_transaction_session_timeout`` still guards it.
 
     Args:
         stream_ids: the streams, distinct.

@@ -1,11 +1,14 @@
 """Account commands and queries: the only code that loads accounts and appends their events.
 
-Every command runs as one unit of work: in one transaction it loads the account (newest
-valid snapshot plus the events after it), runs the domain command, appends the recorded
-events at the loaded version and, when the append crosses a multiple of
-``SNAPSHOT_INTERVAL``, stores a snapshot. A concurrent writer makes the append fail; the
-command is then retried from a fresh load (a few times) unless the caller pinned the
-version it expects, in which case the mismatch is reported.
+Every command is one unit of work: it loads the account (newest valid snapshot plus the
+events after it, in one statement), runs the domain command, appends the recorded events
+at the loaded version (all of them or none) and, when the append crosses a multiple of
+``SNAPSHOT_INTERVAL``, stores a snapshot. With no transaction open, the first attempt
+appends in autocommit (two round trips on PostgreSQL; see ``_attempt``); a retry, a
+command inside the caller's transaction and every transfer run in one transaction under
+the streams' locks. A concurrent writer makes the append fail; the command is then retried
+from a fresh load (a few times) unless the caller pinned the version it expects, in which
+case the mismatch is reported.
 """
 
 from __future__ import annotations
