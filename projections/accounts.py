@@ -71,13 +71,14 @@ class BalanceProjection(Projection):
                 continue  # applied already (a redelivered batch)
             if event.version != have + 1:
                 raise _gap(self.name, event, have)
+            data = event.data  # a property (decoded once, then kept): read it once
             if event.event_type == "AccountOpened":
                 row = AccountBalance(
                     account_id=event.stream_id,
-                    holder_name=event.data["holder_name"],
-                    holder_search=search_key(event.data["holder_name"]),
-                    currency=event.data["currency"],
-                    balance_cents=event.data["initial_balance_cents"],
+                    holder_name=data["holder_name"],
+                    holder_search=search_key(data["holder_name"]),
+                    currency=data["currency"],
+                    balance_cents=data["initial_balance_cents"],
                     status="active",
                     version=0,
                     opened_at=event.occurred_at,
@@ -89,7 +90,7 @@ class BalanceProjection(Projection):
                 assert row is not None
                 sign = _DELTA_SIGN.get(event.event_type)
                 if sign is not None:
-                    row.balance_cents += sign * event.data["amount_cents"]
+                    row.balance_cents += sign * data["amount_cents"]
                 elif event.event_type in _STATUS:
                     row.status = _STATUS[event.event_type]
                 if key not in created:
@@ -148,16 +149,17 @@ class HistoryProjection(Projection):
             key = event.stream_id.int
             if event.version <= latest.get(key, 0):
                 continue  # applied already (a redelivered batch)
+            data = event.data  # a property (decoded once, then kept): read it once
             if event.event_type == "AccountOpened":
-                amount = event.data["initial_balance_cents"]
+                amount = data["initial_balance_cents"]
                 kind, counterparty = "opening", None
                 if amount == 0:
                     balances[key] = 0
                     continue
             elif event.event_type in _KIND:
                 kind = _KIND[event.event_type]
-                amount = event.data["amount_cents"]
-                counterparty = event.data.get("to_account") or event.data.get("from_account")
+                amount = data["amount_cents"]
+                counterparty = data.get("to_account") or data.get("from_account")
             else:
                 continue  # status changes move no money
             before = balances.get(key, 0)
@@ -168,7 +170,7 @@ class HistoryProjection(Projection):
             )
             balances[key] = after
             actor = event.metadata.get("actor") or {}
-            transfer_id = event.data.get("transfer_id")
+            transfer_id = data.get("transfer_id")
             new_rows.append(
                 (
                     event.stream_id,
@@ -176,7 +178,7 @@ class HistoryProjection(Projection):
                     kind,
                     amount,
                     after,
-                    event.data.get("description", ""),
+                    data.get("description", ""),
                     uuid.UUID(counterparty) if counterparty else None,
                     uuid.UUID(transfer_id) if transfer_id else None,
                     str(actor.get("username", ""))[:150],
