@@ -593,7 +593,8 @@ def global_order(url: str, rounds: int) -> None:
             assert count >= total, f"{name} read {count} of {total} events"
     rate = {name: total / statistics.median(t) for name, t in timings.items()}
     print(f"\nThe global order: {total:,} events, batches of 1,000 (median of {rounds} rounds)")
-    header = f"{'reader':<60} {'events/s':>10} {'ours vs it':>10}"  # ours: the line above
+    # Each anchor is compared with the "ours" line of its half of the table.
+    header = f"{'reader':<60} {'events/s':>10} {'ours vs it':>10}"
     print(header)
     print("-" * len(header))
     lines = [
