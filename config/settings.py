@@ -162,6 +162,21 @@ SNAPSHOT_INTERVAL = env.int("SNAPSHOT_INTERVAL", default=100)
 if SNAPSHOT_INTERVAL < 1:
     raise ImproperlyConfigured("SNAPSHOT_INTERVAL must be a positive whole number.")
 
+# --- Event store integrity --------------------------------------------------------------
+# The Ed25519 key that seals every append and snapshot (`key_id:base64` of the 32-byte seed,
+# or the path of a file holding that text); never stored in the database. Required without
+# DEBUG; with DEBUG and none set, a public development key (id "dev") signs.
+EVENTSTORE_SIGNING_KEY = env.str("EVENTSTORE_SIGNING_KEY", default="")
+# Public keys that verify (`key_id:base64`, comma-separated): keys rotated out, or, for a
+# verifier that must not sign, every key. The signing key's public half is always included.
+EVENTSTORE_VERIFY_KEYS = env.str("EVENTSTORE_VERIFY_KEYS", default="")
+try:
+    from eventstore.signing import KeyConfigError, parse_keyring
+
+    parse_keyring(EVENTSTORE_SIGNING_KEY, EVENTSTORE_VERIFY_KEYS, debug=DEBUG)
+except KeyConfigError as exc:
+    raise ImproperlyConfigured(str(exc)) from exc
+
 # --- API --------------------------------------------------------------------------------
 # Bodies larger than this are refused with 400 (DRF >= 3.17.2 applies it to JSON too).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("API_MAX_BODY_BYTES", default=64 * 1024)
@@ -239,6 +254,8 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # /healthz and `manage.py healthcheck` fail when a projection lags more than this.
 HEALTH_MAX_LAG_EVENTS = env.int("HEALTH_MAX_LAG_EVENTS", default=10_000)
 HEALTH_MAX_LAG_SECONDS = env.float("HEALTH_MAX_LAG_SECONDS", default=300.0)
+# ... and when no full `verify_events --full` succeeded within this many hours (run it daily).
+HEALTH_MAX_VERIFY_AGE_HOURS = env.float("HEALTH_MAX_VERIFY_AGE_HOURS", default=26.0)
 
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))

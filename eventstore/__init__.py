@@ -51,7 +51,11 @@ _LAZY = {
     "verify_stream": "verification",
     "verify_all": "verification",
     "make_digest": "verification",
-    "check_digest": "verification",
+    "run_verification": "verification",
+    "stream_status": "verification",
+    "last_run": "verification",
+    "signing_epoch": "verification",
+    "register_snapshot_replay": "verification",
 }
 
 __all__ = [

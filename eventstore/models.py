@@ -76,6 +76,12 @@ class Event(AppendOnlyModel):
     # append took the lock), so a reader of the global order never splits an append.
     commit_id = models.BigIntegerField()
     hash = models.CharField(max_length=64)
+    # The application's Ed25519 signature (base64) over the stream's head after the append,
+    # on the stream's last event of each append (eventstore.signing); NULL on the events
+    # before it in the same append (the signed head's chain covers them) and on events
+    # written before signing began (SigningEpoch).
+    signature = models.CharField(max_length=100, null=True, blank=True)
+    key_id = models.CharField(max_length=40, null=True, blank=True)
 
     class Meta:
         db_table = "events"
@@ -104,6 +110,11 @@ class Snapshot(AppendOnlyModel):
     schema_version = models.PositiveSmallIntegerField()
     state = models.JSONField()
     created_at = models.DateTimeField()
+    # The hash of the stream's event at ``version`` (what the state was computed from) and
+    # the application's signature over (stream, version, schema version, anchor, state).
+    anchor_hash = models.CharField(max_length=64, null=True, blank=True)
+    signature = models.CharField(max_length=100, null=True, blank=True)
+    key_id = models.CharField(max_length=40, null=True, blank=True)
 
     class Meta:
         db_table = "snapshots"
@@ -116,3 +127,70 @@ class Snapshot(AppendOnlyModel):
 
     def __str__(self) -> str:
         return f"snapshot {self.stream_id} v{self.version}"
+
+
+class SigningEpoch(AppendOnlyModel):
+    """Where signing began: one row, written by migration 0005, immutable like the events.
+
+    Events below ``events_from_position`` and snapshots below ``snapshots_from_id`` were
+    written before the application signed anything: they form the unsigned segment,
+    protected by the hash chain (and an external digest) only. Every later event must be
+    covered by a signature, every later snapshot signed.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    events_from_position = models.BigIntegerField()
+    snapshots_from_id = models.BigIntegerField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "signing_epoch"
+
+    def __str__(self) -> str:
+        return f"signed from position {self.events_from_position}"
+
+
+class VerificationRun(models.Model):
+    """One run of ``verify_events`` (full or incremental): what it checked and found."""
+
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    full = models.BooleanField()
+    ok = models.BooleanField()
+    streams = models.BigIntegerField(default=0)
+    events = models.BigIntegerField(default=0)
+    snapshots = models.BigIntegerField(default=0)
+    # Events an incremental run did not re-check (verified by earlier runs).
+    events_not_rechecked = models.BigIntegerField(default=0)
+    head_position = models.BigIntegerField(default=0)
+    snapshot_id_reached = models.BigIntegerField(default=0)
+    root = models.CharField(max_length=64, blank=True)
+    problems = models.JSONField(default=list)
+
+    class Meta:
+        db_table = "verification_runs"
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        kind = "full" if self.full else "incremental"
+        return f"{kind} verification of {self.finished_at:%Y-%m-%d %H:%M}"
+
+
+class StreamVerification(models.Model):
+    """How far each stream was verified, so the next run checks only what is new."""
+
+    stream_id = models.UUIDField(primary_key=True)
+    version = models.PositiveIntegerField()
+    hash = models.CharField(max_length=64)
+    verified_at = models.DateTimeField()
+    # The first problem found (kept until a full run finds the stream intact).
+    problem_version = models.PositiveIntegerField(null=True, blank=True)
+    problem = models.TextField(blank=True)
+    # The first snapshot of the stream that failed its check, as "version N: reason".
+    snapshot_problem = models.TextField(blank=True)
+
+    class Meta:
+        db_table = "stream_verifications"
+
+    def __str__(self) -> str:
+        return f"{self.stream_id} verified through v{self.version}"

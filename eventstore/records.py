@@ -161,11 +161,14 @@ class AppendResult:
         positions: the global position of each event, in the order given.
         versions: per stream, the stream's version after the append.
         replayed: True when every event was already stored (idempotent re-append).
+        heads: per stream, its new head (version and hash) when this call wrote it; empty
+            for a replay.
     """
 
     positions: list[int]
     versions: dict[uuid.UUID, int]
     replayed: bool = False
+    heads: dict[uuid.UUID, StreamHead] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

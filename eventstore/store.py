@@ -15,6 +15,7 @@ see the README.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import operator
 import uuid
@@ -34,6 +35,7 @@ from .errors import (
     StoreUnavailableError,
 )
 from .hashing import GENESIS_HASH, canonical_json, canonical_time, chain, content_text
+from .signing import UnknownKeyError, keyring, seal_message, snapshot_message
 from .records import (
     AppendResult,
     EventData,
@@ -46,8 +48,10 @@ from .records import (
     StreamData,
     StreamHead,
 )
-from .telemetry import events_appended, span
+from .telemetry import events_appended, snapshots_rejected, span
 from .upcasting import has_upcasters, needs_upcast, upcast
+
+security_log = logging.getLogger("eventstore.security")
 
 # The advisory lock that serialises appends on PostgreSQL ("es" + "append" as a number).
 APPEND_LOCK_KEY = 0x6573_6170_7065_6E64
@@ -402,13 +406,13 @@ def _expected(a: StreamAppend) -> int:
 
 _INSERT_COLUMNS = (
     "event_id, stream_id, stream_type, version, event_type, schema_version, data, metadata, "
-    "occurred_at, recorded_at, hash, commit_id"
+    "occurred_at, recorded_at, hash, signature, key_id, commit_id"
 )
 _PG_ROW = (
     "(%s::uuid, %s::uuid, %s, %s::integer, %s, %s::smallint, %s::jsonb, %s::jsonb, "
-    "%s::timestamptz, %s::timestamptz, %s)"
+    "%s::timestamptz, %s::timestamptz, %s, %s::text, %s::text)"
 )
-_SQLITE_ROW = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+_SQLITE_ROW = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 # All events written by one transaction share a commit id: PostgreSQL's transaction id;
 # on SQLite the store's head position + 1 under the write lock (fresh: BEGIN IMMEDIATE).
 # Appends larger than this are written in several statements of one transaction.
@@ -424,6 +428,7 @@ def _append_once(
     nested: bool = False,
 ) -> AppendResult:
     postgres = _is_postgres()
+    keys = keyring()
     recorded_at = timezone.now()
     recorded_text = canonical_time(recorded_at)
     db_recorded = _db_time(recorded_at)
@@ -450,6 +455,7 @@ def _append_once(
         guards: list[str] = []
         guard_params: list[Any] = []
         versions: dict[uuid.UUID, int] = {}
+        heads_after: dict[uuid.UUID, StreamHead] = {}
         for a in ordered:
             db_stream = _db_uuid(a.stream_id)
             if isinstance(a.expected_version, StreamHead):
@@ -496,9 +502,15 @@ def _append_once(
                         _db_time(event.occurred_at),
                         db_recorded,
                         previous,
+                        None,
+                        None,
                     ]
                 )
+            # The seal: one signature over the stream's new head, on its last event.
+            key_id, signature = keys.sign(seal_message(a.stream_id, version, previous))
+            params[-1][-2:] = [signature, key_id]
             versions[a.stream_id] = version
+            heads_after[a.stream_id] = StreamHead(version, previous)
         # An append that is a transaction of its own takes the streams' locks itself, before
         # the append lock; inside a caller's transaction the caller takes them
         # (lock_streams, load_streams(lock=True)) before anything else. So no transaction
@@ -511,7 +523,7 @@ def _append_once(
         by_id = _insert(cursor, params, guards, guard_params, lock_keys, postgres=postgres)
 
     positions = [by_id[e.event_id] for a in given for e in a.events]
-    return AppendResult(positions=positions, versions=versions)
+    return AppendResult(positions=positions, versions=versions, heads=heads_after)
 
 
 def _insert(
@@ -786,16 +798,23 @@ def _read_stream_data(
 # agree (separate statements could straddle a concurrent snapshot: events after v200 applied
 # to the state at v100). The snapshot row (event_type NULL) carries the hash of the event at
 # its version: the head to append at when no event follows it. The same SQL runs on both
-# vendors. No ORDER BY: the server would sort the rows, payloads and all (a fifth of a long
-# replay's time); they arrive nearly in order and are sorted by version on the client
-# (``load_streams``), the snapshot's first (its version is below every event's).
+# vendors. Unsigned snapshots from before signing began (ids below the epoch's) are passed
+# over; any other is checked on the client (``snapshot_problem``) and, failing, rejected
+# (the stream is then read again without it). No ORDER BY: the server would sort the rows,
+# payloads and all (a fifth of a long replay's time); they arrive nearly in order and are
+# sorted by version on the client (``load_streams``), the snapshot's first (its version is
+# below every event's).
 _LOAD_SQL = (
-    "WITH s AS (SELECT version, schema_version, state FROM snapshots "
-    "WHERE stream_id = %s AND schema_version = %s{up} ORDER BY version DESC LIMIT 1) "
+    "WITH s AS (SELECT version, schema_version, state, anchor_hash, signature, key_id "
+    "FROM snapshots "
+    "WHERE stream_id = %s AND schema_version = %s{up} AND (signature IS NOT NULL OR id >= "
+    "COALESCE((SELECT MIN(snapshots_from_id) FROM signing_epoch), 0)) "
+    "ORDER BY version DESC LIMIT 1) "
     "SELECT s.version, CAST(NULL AS varchar(100)), s.schema_version, s.state, "
-    "(SELECT hash FROM events WHERE stream_id = %s AND version = s.version) FROM s "
+    "(SELECT hash FROM events WHERE stream_id = %s AND version = s.version), "
+    "s.anchor_hash, s.signature, s.key_id FROM s "
     "UNION ALL "
-    "SELECT version, event_type, schema_version, data, hash FROM events "
+    "SELECT version, event_type, schema_version, data, hash, NULL, NULL, NULL FROM events "
     "WHERE stream_id = %s AND version > COALESCE((SELECT version FROM s), 0){up}"
 )
 _LOAD_SQL_UP_TO = _LOAD_SQL.format(up=" AND version <= %s")
@@ -884,7 +903,17 @@ def load_streams(
             first = results[0][0] if results and results[0] else None
             snapshot_version = first[0] if first is not None and first[1] is None else 0
             current.set_attribute("snapshot_version", snapshot_version)
-    return [_loaded_stream(s, rows) for s, rows in zip(stream_ids, results, strict=True)]
+    loaded = [_loaded_stream(s, rows) for s, rows in zip(stream_ids, results, strict=True)]
+    rejected = [i for i, stream in enumerate(loaded) if stream is None]
+    if rejected:
+        # A snapshot that failed its check is never used: those streams are replayed whole.
+        again = _run_loads(
+            [_load_statement(stream_ids[i], None, up_to_version) for i in rejected], ()
+        )
+        for i, rows in zip(rejected, again, strict=True):
+            rows.sort(key=_by_version)
+            loaded[i] = _loaded_stream(stream_ids[i], rows)
+    return loaded  # type: ignore[return-value]
 
 
 def _run_loads(
@@ -930,14 +959,24 @@ def _run_loads(
             cursor.close()
 
 
-def _loaded_stream(stream_id: uuid.UUID, rows: list[Any]) -> LoadedStream:
-    """The rows of one stream's load, sorted by version (the snapshot's row first)."""
+def _loaded_stream(stream_id: uuid.UUID, rows: list[Any]) -> LoadedStream | None:
+    """The rows of one stream's load, sorted by version (the snapshot's row first).
+
+    None when the snapshot fails its check (the caller replays the stream without it).
+    """
     snapshot = None
     head = None
     if rows and rows[0][1] is None:
-        version, _, schema_version, state, hash_ = rows[0]
-        snapshot = SnapshotData(version, schema_version, _py_json(state))
-        head = StreamHead(version, hash_) if hash_ is not None else None
+        version, _, schema_version, state, hash_, anchor, signature, key_id = rows[0]
+        state = _py_json(state)
+        problem = snapshot_problem(
+            stream_id, version, schema_version, state, hash_, anchor, signature, key_id
+        )
+        if problem is not None:
+            _reject_snapshot(stream_id, version, problem)
+            return None
+        snapshot = SnapshotData(version, schema_version, state)
+        head = StreamHead(version, hash_)
         rows = rows[1:]
     with span(
         "event_store.load_events_from_version",
@@ -951,6 +990,69 @@ def _loaded_stream(stream_id: uuid.UUID, rows: list[Any]) -> LoadedStream:
         last = rows[-1]
         head = StreamHead(last[0], last[4])
     return LoadedStream(snapshot, events, head)
+
+
+# Snapshots whose check passed in this process, by everything the check covered: a stored
+# snapshot is loaded again and again (until the next one), and an Ed25519 verification
+# costs more than the rest of its load. Bounded; emptied when full or when keys change.
+_verified_snapshots: dict[tuple[Any, ...], bool] = {}
+_VERIFIED_SNAPSHOTS_MAX = 10_000
+
+
+def snapshot_problem(
+    stream_id: uuid.UUID,
+    version: int,
+    schema_version: int,
+    state: Any,
+    event_hash: str | None,
+    anchor: str | None,
+    signature: str | None,
+    key_id: str | None,
+) -> str | None:
+    """Why a stored snapshot must not be used, or None when it checks out.
+
+    Args:
+        event_hash: the stored hash of the stream's event at ``version`` (None: no event).
+        anchor, signature, key_id: the snapshot row's own columns.
+    """
+    if signature is None or key_id is None or anchor is None:
+        return "not signed by the application"
+    if event_hash is None:
+        return f"anchored to version {version}, which the stream does not have"
+    if anchor != event_hash:
+        return "its anchor is not the hash of the event at its version"
+    state_text = canonical_json(state)
+    keys = keyring()
+    cache_key = (stream_id, version, schema_version, anchor, signature, key_id, state_text, id(keys))
+    if cache_key in _verified_snapshots:
+        return None
+    try:
+        valid = keys.verify(
+            key_id,
+            signature,
+            snapshot_message(stream_id, version, schema_version, anchor, state_text),
+        )
+    except UnknownKeyError as exc:
+        return str(exc)
+    if not valid:
+        return f"its signature does not verify with key {key_id!r}"
+    if len(_verified_snapshots) >= _VERIFIED_SNAPSHOTS_MAX:
+        _verified_snapshots.clear()
+    _verified_snapshots[cache_key] = True
+    return None
+
+
+def _reject_snapshot(stream_id: uuid.UUID, version: int, problem: str) -> None:
+    security_log.warning(
+        "security: snapshot of stream %s at version %s rejected (%s); replaying the stream "
+        "without it. Run `python manage.py verify_events --full` and investigate who wrote "
+        "to the snapshots table.",
+        stream_id,
+        version,
+        problem,
+        extra={"stream_id": str(stream_id), "version": version, "security_event": True},
+    )
+    snapshots_rejected.add(1)
 
 
 def _event_data(rows: Sequence[Sequence[Any]]) -> list[EventData]:
@@ -1098,10 +1200,17 @@ def save_snapshot(
     version: int,
     schema_version: int,
     state: dict[str, Any],
+    anchor: str | None = None,
 ) -> bool:
-    """Store a snapshot of a stream's state at ``version`` (a no-op if one exists there)."""
+    """Store a signed snapshot of a stream's state at ``version`` (a no-op if one exists there).
+
+    Args:
+        anchor: the hash of the stream's event at ``version`` when the caller has it (an
+            append's ``AppendResult.heads``); read from the store otherwise. A snapshot with
+            a wrong anchor is never used by loads.
+    """
     with span("snapshot_store.save", "snapshot", aggregate_id=str(stream_id), version=version):
-        return _save_snapshot(stream_id, stream_type, version, schema_version, state)
+        return _save_snapshot(stream_id, stream_type, version, schema_version, state, anchor)
 
 
 def _save_snapshot(
@@ -1110,6 +1219,7 @@ def _save_snapshot(
     version: int,
     schema_version: int,
     state: dict[str, Any],
+    anchor: str | None,
 ) -> bool:
     """Store a snapshot of a stream's state at ``version`` (a no-op if one exists there).
 
@@ -1117,22 +1227,42 @@ def _save_snapshot(
         True when a new snapshot row was written.
 
     Raises:
-        InvalidEventError: the state is not storable JSON.
+        InvalidEventError: the state is not storable JSON, or the stream has no event at
+            ``version``.
     """
     _check_json(state, "snapshot state")
     cast = "%s::jsonb" if _is_postgres() else "%s"
+    state_text = canonical_json(state)
     with connection.cursor() as cursor:
+        if anchor is None:
+            cursor.execute(
+                "SELECT hash FROM events WHERE stream_id = %s AND version = %s",
+                [_db_uuid(stream_id), version],
+            )
+            row = cursor.fetchone()
+            if row is None:
+                raise InvalidEventError(
+                    f"stream {stream_id} has no event at version {version} to snapshot"
+                )
+            anchor = row[0]
+        key_id, signature = keyring().sign(
+            snapshot_message(stream_id, version, schema_version, anchor, state_text)
+        )
         cursor.execute(
             "INSERT INTO snapshots (stream_id, stream_type, version, schema_version, state, "
-            f"created_at) VALUES (%s, %s, %s, %s, {cast}, %s) "
+            f"created_at, anchor_hash, signature, key_id) "
+            f"VALUES (%s, %s, %s, %s, {cast}, %s, %s, %s, %s) "
             "ON CONFLICT (stream_id, version) DO NOTHING",
             [
                 _db_uuid(stream_id),
                 stream_type,
                 version,
                 schema_version,
-                canonical_json(state),
+                state_text,
                 _db_time(timezone.now()),
+                anchor,
+                signature,
+                key_id,
             ],
         )
         return cursor.rowcount == 1
@@ -1154,27 +1284,35 @@ def _load_snapshot(
     """Return the newest snapshot at or below ``up_to_version`` in ``schema_version``.
 
     Snapshots written by another schema version of the state are never trusted: they are
-    passed over (the caller then replays more events).
+    passed over (the caller then replays more events). Neither is a snapshot that fails
+    its signature or anchor check: None then (logged as a security event).
     """
     sql = (
-        "SELECT stream_id, stream_type, version, schema_version, state, created_at "
-        "FROM snapshots WHERE stream_id = %s AND schema_version = %s"
+        "SELECT s.stream_id, s.stream_type, s.version, s.schema_version, s.state, s.created_at, "
+        "(SELECT hash FROM events e WHERE e.stream_id = s.stream_id AND e.version = s.version), "
+        "s.anchor_hash, s.signature, s.key_id "
+        "FROM snapshots s WHERE s.stream_id = %s AND s.schema_version = %s"
     )
     params: list[Any] = [_db_uuid(stream_id), schema_version]
     if up_to_version is not None:
-        sql += " AND version <= %s"
+        sql += " AND s.version <= %s"
         params.append(up_to_version)
-    sql += " ORDER BY version DESC LIMIT 1"
+    sql += " ORDER BY s.version DESC LIMIT 1"
     with _cursor() as cursor:
         _execute(cursor, sql, params)
         row = cursor.fetchone()
     if row is None:
+        return None
+    state = _py_json(row[4])
+    problem = snapshot_problem(stream_id, row[2], row[3], state, *row[6:10])
+    if problem is not None:
+        _reject_snapshot(stream_id, row[2], problem)
         return None
     return StoredSnapshot(
         stream_id=_py_uuid(row[0]),
         stream_type=row[1],
         version=row[2],
         schema_version=row[3],
-        state=_py_json(row[4]),
+        state=state,
         created_at=_py_time(row[5]),
     )

@@ -319,3 +319,10 @@ meter.create_observable_counter(
     unit="{event}",
     description="events appended, by event type",
 )
+
+# A snapshot that failed its signature or anchor check at load (never used: full replay).
+snapshots_rejected = meter.create_counter(
+    "eventstore.snapshots_rejected",
+    unit="{snapshot}",
+    description="snapshots refused at load because their signature or anchor failed",
+)

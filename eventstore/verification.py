@@ -1,10 +1,22 @@
-"""Recompute hash chains and compare them with an externally kept digest.
+"""Verify the store: hash chains, the application's signatures, snapshots, external digests.
 
-A chain kept in the same database only proves something against people who cannot
-rewrite it; ledger databases therefore hand the owner a digest to keep elsewhere. Ours
-lists every stream's head (version and hash) and a root hash over all of them. Checking a
-store against an older digest proves that each stream still extends what the digest saw:
-a changed row, a truncated stream or a consistently recomputed chain all fail.
+What is checked, per stream, in version order:
+
+- the chain: each stored hash is ``sha256(previous hash, canonical content)`` (``hashing``);
+- the seals: every signature verifies with its key id's public key over the stream's head
+  at that event (``signing``), and every event at or after the signing epoch is covered
+  by one (the stream's last event is signed, or belongs to the unsigned segment written
+  before signing began);
+- the snapshots: signed, anchored to the stored hash of the event at their version, and
+  equal to the replay of the events up to it (a replay registered per stream type and
+  state schema version with :func:`register_snapshot_replay`);
+- against a digest kept elsewhere: each stream still extends the head the digest saw.
+
+Runs are recorded (``VerificationRun``, and per stream ``StreamVerification``: the version
+and hash verified, when, and the first problem), so the next run can check only what is
+new: an incremental run re-reads only the streams that got events after the last run's
+head position, from their verified head on, and only the snapshots written since. A full
+run (``verify_events --full``) re-checks everything. Only public keys are needed.
 """
 
 from __future__ import annotations
@@ -17,65 +29,173 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connection, transaction
+from django.utils import timezone
 
 from .hashing import GENESIS_HASH, canonical_json, canonical_time, chain, content_text
-from .store import _db_uuid, _py_json, _py_time, _py_uuid, head_position
+from .records import EventData, SnapshotData
+from .signing import Keyring, UnknownKeyError, keyring, seal_message
+from .store import (
+    _db_uuid,
+    _py_json,
+    _py_time,
+    _py_uuid,
+    head_position,
+    read_stream_data,
+    snapshot_problem,
+)
 
 DIGEST_FORMAT = "eventstore-digest/1"
+# Problems kept in one run's record (the count is always complete).
+MAX_RECORDED_PROBLEMS = 1000
 
 _VERIFY_COLUMNS = (
     "stream_id, version, event_id, stream_type, event_type, schema_version, data, metadata, "
-    "occurred_at, recorded_at, hash"
+    "occurred_at, recorded_at, hash, signature, key_id, position"
 )
+
+# (stream type, state schema version) -> replay(stream_id, base snapshot or None, events)
+Replay = Callable[[uuid.UUID, SnapshotData | None, list[EventData]], dict[str, Any]]
+_replays: dict[tuple[str, int], Replay] = {}
+
+
+def register_snapshot_replay(stream_type: str, schema_version: int, replay: Replay) -> None:
+    """Teach verification how to recompute a snapshot's state from events.
+
+    ``replay(stream_id, base, events)`` returns the state after applying ``events`` (the
+    stream's events after ``base``, or from version 1 when ``base`` is None), in the shape
+    snapshots store. Snapshots of unregistered kinds are checked for signature and anchor
+    only (the report counts them).
+    """
+    _replays[(stream_type, schema_version)] = replay
 
 
 @dataclass(slots=True)
 class StreamProblem:
-    """The first thing wrong with one stream."""
+    """The first thing wrong with one stream (``kind``: chain, seal or snapshot)."""
 
     stream_id: uuid.UUID
     version: int
     reason: str
+    kind: str = "chain"
 
     def __str__(self) -> str:
-        return f"stream {self.stream_id}: version {self.version}: {self.reason}"
+        what = "snapshot at version" if self.kind == "snapshot" else "version"
+        return f"stream {self.stream_id}: {what} {self.version}: {self.reason}"
 
 
 @dataclass(slots=True)
 class VerificationReport:
     """What a verification pass found."""
 
+    full: bool = True
     streams: int = 0
     events: int = 0
+    snapshots: int = 0
+    unsigned_events: int = 0  # the unsigned segment (before the signing epoch)
+    unsigned_snapshots: int = 0  # snapshots from before the epoch (never used by loads)
+    snapshots_state_unchecked: int = 0  # no replay registered for their kind
+    events_not_rechecked: int = 0  # an incremental run: verified by earlier runs
+    streams_not_rechecked: int = 0
     head_position: int = 0
+    snapshot_id_reached: int = 0
     heads: dict[uuid.UUID, tuple[int, str]] = field(default_factory=dict)
     problems: list[StreamProblem] = field(default_factory=list)
+    snapshot_problems: list[StreamProblem] = field(default_factory=list)
     digest_problems: list[str] = field(default_factory=list)
+    store_problems: list[str] = field(default_factory=list)
+    # Problems found by earlier runs that an incremental run did not re-check.
+    carried_problems: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.problems and not self.digest_problems
+        return not (
+            self.problems
+            or self.snapshot_problems
+            or self.digest_problems
+            or self.store_problems
+            or self.carried_problems
+        )
+
+    def all_problems(self) -> list[str]:
+        return [
+            *(str(p) for p in self.problems),
+            *(str(p) for p in self.snapshot_problems),
+            *(f"digest: {p}" for p in self.digest_problems),
+            *self.store_problems,
+            *(f"(found earlier, not re-checked) {p}" for p in self.carried_problems),
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class Epoch:
+    """Where signing began: events and snapshots below these were written unsigned."""
+
+    events_from_position: int
+    snapshots_from_id: int
+    problem: str | None = None
+
+
+def signing_epoch() -> Epoch:
+    """The store's signing epoch (1, 1 when none is recorded: everything must be signed)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT events_from_position, snapshots_from_id FROM signing_epoch")
+        rows = cursor.fetchall()
+    if not rows:
+        return Epoch(1, 1)
+    problem = None
+    if len(rows) > 1:
+        problem = (
+            f"signing_epoch holds {len(rows)} rows, migration 0005 wrote one: someone added "
+            "rows (the lowest is used)"
+        )
+    return Epoch(min(r[0] for r in rows), min(r[1] for r in rows), problem)
 
 
 class _StreamChecker:
-    """Recomputes one stream's chain row by row."""
+    """Recomputes one stream's chain and checks its seals, row by row."""
 
-    def __init__(self, stream_id: uuid.UUID, expected: tuple[int, str] | None) -> None:
+    def __init__(
+        self,
+        stream_id: uuid.UUID,
+        keys: Keyring,
+        epoch: Epoch,
+        *,
+        expected: tuple[int, str] | None = None,
+        start: tuple[int, str] | None = None,
+    ) -> None:
         self.stream_id = stream_id
-        self.version = 0
-        self.hash = GENESIS_HASH
+        self.keys = keys
+        self.epoch = epoch
+        self.version, self.hash = start or (0, GENESIS_HASH)
+        self.sealed = self.version  # the newest version covered by a signature (or unsigned era)
+        self.start = start  # an incremental check: (version, hash) verified earlier
         self.problem: StreamProblem | None = None
         self.expected = expected  # (version, hash) from a digest, if any
         self.expected_seen = expected is None
+        self.events = 0
+        self.unsigned = 0
+
+    def _fail(self, version: int, reason: str, kind: str = "chain") -> None:
+        self.problem = StreamProblem(self.stream_id, version, reason, kind)
 
     def feed(self, row: Sequence[Any]) -> None:
         if self.problem is not None:
             return
         version = row[1]
+        if self.start is not None and version == self.start[0]:
+            # The head an earlier run verified: still there, unchanged and sealed.
+            self.start = None
+            if row[10] != self.hash or not self._sealed(row, version, row[10]):
+                if self.problem is None:
+                    self._fail(
+                        version,
+                        "the head verified by the last run changed since (or its record was "
+                        "forged); run verify_events --full",
+                    )
+            return
+        self.events += 1
         if version != self.version + 1:
-            self.problem = StreamProblem(
-                self.stream_id, self.version + 1, f"missing (next stored version is {version})"
-            )
+            self._fail(self.version + 1, f"missing (next stored version is {version})")
             return
         recomputed = chain(
             self.hash,
@@ -93,29 +213,69 @@ class _StreamChecker:
             ),
         )
         if recomputed != row[10]:
-            self.problem = StreamProblem(
-                self.stream_id,
-                version,
-                "stored content no longer matches its hash (changed after it was written)",
+            self._fail(
+                version, "stored content no longer matches its hash (changed after it was written)"
             )
             return
         self.version, self.hash = version, recomputed
+        if not self._sealed(row, version, recomputed) and self.problem is not None:
+            return
         if self.expected is not None and version == self.expected[0]:
             self.expected_seen = True
             if recomputed != self.expected[1]:
-                self.problem = StreamProblem(
-                    self.stream_id,
-                    version,
-                    "the chain no longer extends the digest (history was rewritten)",
-                )
+                self._fail(version, "the chain no longer extends the digest (history was rewritten)")
+
+    def _sealed(self, row: Sequence[Any], version: int, event_hash: str) -> bool:
+        """Check the row's seal; True when the chain up to it is covered."""
+        signature, key_id, position = row[11], row[12], row[13]
+        if signature is None:
+            if position < self.epoch.events_from_position:
+                self.unsigned += 1
+                self.sealed = version
+                return True
+            return False  # covered only if a later event of the same append is signed
+        try:
+            valid = self.keys.verify(
+                key_id or "", signature, seal_message(self.stream_id, version, event_hash)
+            )
+        except UnknownKeyError as exc:
+            self._fail(version, f"signed with {exc}", "seal")
+            return False
+        if not valid:
+            self._fail(
+                version,
+                f"its signature does not verify with the public key of {key_id!r} (signed "
+                "with another private key, or the events it seals were changed)",
+                "seal",
+            )
+            return False
+        self.sealed = version
+        return True
+
+    def finish(self) -> None:
+        if self.problem is None and self.start is not None:
+            self._fail(self.start[0], "the head verified by the last run is gone")
+        if self.problem is None and not self.expected_seen:
+            self._fail(
+                self.version + 1,
+                f"missing: the digest saw the stream at version {self.expected[0]}"  # type: ignore[index]
+                " (the stream was truncated)",
+            )
+        if self.problem is None and self.sealed < self.version:
+            self._fail(
+                self.sealed + 1,
+                "not covered by the application's signature (appended by someone without "
+                "the signing key, or the end of its append was removed)",
+                "seal",
+            )
 
 
-def _rows(stream_id: uuid.UUID | None, chunk: int) -> Iterator[Sequence[Any]]:
+def _rows(stream_id: uuid.UUID | None, chunk: int, from_version: int = 0) -> Iterator[Any]:
     sql = f"SELECT {_VERIFY_COLUMNS} FROM events"
     params: list[Any] = []
     if stream_id is not None:
-        sql += " WHERE stream_id = %s"
-        params.append(_db_uuid(stream_id))
+        sql += " WHERE stream_id = %s AND version >= %s"
+        params += [_db_uuid(stream_id), from_version]
     sql += " ORDER BY stream_id, version"
     # A server-side cursor on PostgreSQL, so memory stays flat however big the store is.
     with transaction.atomic(), connection.chunked_cursor() as cursor:
@@ -124,14 +284,55 @@ def _rows(stream_id: uuid.UUID | None, chunk: int) -> Iterator[Sequence[Any]]:
             yield from batch
 
 
+def _walk(
+    report: VerificationReport,
+    rows: Iterator[Any],
+    make_checker: Callable[[uuid.UUID], _StreamChecker],
+    progress: Callable[[int], None] | None,
+    chunk: int,
+) -> list[_StreamChecker]:
+    """Feed rows (ordered by stream, version) to one checker per stream; return them."""
+    done: list[_StreamChecker] = []
+    checker: _StreamChecker | None = None
+    pending = 0
+    for row in rows:
+        row_stream = _py_uuid(row[0])
+        if checker is None or checker.stream_id != row_stream:
+            if checker is not None:
+                checker.finish()
+                done.append(checker)
+            checker = make_checker(row_stream)
+        checker.feed(row)
+        pending += 1
+        if progress is not None and pending >= chunk:
+            progress(pending)
+            pending = 0
+    if checker is not None:
+        checker.finish()
+        done.append(checker)
+    if progress is not None and pending:
+        progress(pending)
+    for c in done:
+        report.streams += 1
+        report.events += c.events
+        report.unsigned_events += c.unsigned
+        report.heads[c.stream_id] = (c.version, c.hash)
+        if c.problem is not None:
+            report.problems.append(c.problem)
+    return done
+
+
 def verify_all(
     *,
     digest: dict[str, Any] | None = None,
     stream_id: uuid.UUID | None = None,
     progress: Callable[[int], None] | None = None,
     chunk: int = 2000,
+    keys: Keyring | None = None,
 ) -> VerificationReport:
-    """Recompute every stream's hash chain (or one stream's) and check a digest.
+    """Check every stream (or one) in full: chains, seals, snapshots, and a digest.
+
+    Records nothing (see :func:`run_verification`).
 
     Args:
         digest: a digest written earlier by :func:`make_digest`; every stream it names
@@ -139,11 +340,16 @@ def verify_all(
         stream_id: verify only this stream.
         progress: called with the number of events checked since the last call.
         chunk: rows fetched per round trip.
+        keys: the public keys to verify with (default: the configured ones).
 
     Returns:
         A report with counts, every stream's head and the problems found.
     """
+    keys = keys or keyring()
+    epoch = signing_epoch()
     report = VerificationReport(head_position=head_position())
+    if epoch.problem:
+        report.store_problems.append(epoch.problem)
     expected_heads: dict[uuid.UUID, tuple[int, str]] = {}
     if digest is not None:
         report.digest_problems.extend(_digest_shape_problems(digest))
@@ -156,40 +362,13 @@ def verify_all(
                 f"the store's head position {report.head_position} is below the digest's "
                 f"{digest['head_position']} (events were removed)"
             )
-    checker: _StreamChecker | None = None
-    pending = 0
-
-    def finish(done: _StreamChecker | None) -> None:
-        if done is None:
-            return
-        report.streams += 1
-        report.heads[done.stream_id] = (done.version, done.hash)
-        if done.problem is not None:
-            report.problems.append(done.problem)
-        elif not done.expected_seen:
-            report.problems.append(
-                StreamProblem(
-                    done.stream_id,
-                    done.version + 1,
-                    f"missing: the digest saw the stream at version {done.expected[0]}"  # type: ignore[index]
-                    " (the stream was truncated)",
-                )
-            )
-
-    for row in _rows(stream_id, chunk):
-        row_stream = _py_uuid(row[0])
-        if checker is None or checker.stream_id != row_stream:
-            finish(checker)
-            checker = _StreamChecker(row_stream, expected_heads.pop(row_stream, None))
-        checker.feed(row)
-        report.events += 1
-        pending += 1
-        if progress is not None and pending >= chunk:
-            progress(pending)
-            pending = 0
-    finish(checker)
-    if progress is not None and pending:
-        progress(pending)
+    _walk(
+        report,
+        _rows(stream_id, chunk),
+        lambda s: _StreamChecker(s, keys, epoch, expected=expected_heads.pop(s, None)),
+        progress,
+        chunk,
+    )
     if stream_id is None:
         for missing, (version, _) in expected_heads.items():
             report.problems.append(
@@ -197,14 +376,334 @@ def verify_all(
                     missing, 1, f"missing: the digest saw the stream at version {version}"
                 )
             )
+    _check_snapshots(report, keys, epoch, stream_id=stream_id)
     report.problems.sort(key=lambda p: str(p.stream_id))
     return report
 
 
 def verify_stream(stream_id: uuid.UUID) -> StreamProblem | None:
-    """Recompute one stream's chain; return its first problem, or None when intact."""
+    """Check one stream in full (chain, seals, snapshots); its first problem, or None."""
     report = verify_all(stream_id=stream_id)
-    return report.problems[0] if report.problems else None
+    problems = report.problems + report.snapshot_problems
+    return problems[0] if problems else None
+
+
+# --- snapshots ---------------------------------------------------------------------------
+
+_SNAPSHOT_COLUMNS = (
+    "id, stream_id, stream_type, version, schema_version, state, anchor_hash, signature, key_id"
+)
+
+
+def _check_snapshots(
+    report: VerificationReport,
+    keys: Keyring,
+    epoch: Epoch,
+    *,
+    stream_id: uuid.UUID | None = None,
+    after_id: int = 0,
+) -> None:
+    """Check snapshots (all, one stream's, or those with an id above ``after_id``)."""
+    sql = f"SELECT {_SNAPSHOT_COLUMNS} FROM snapshots WHERE id > %s"
+    params: list[Any] = [after_id]
+    if stream_id is not None:
+        sql += " AND stream_id = %s"
+        params.append(_db_uuid(stream_id))
+    sql += " ORDER BY stream_id, version"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    flagged: set[uuid.UUID] = set()
+    base: SnapshotData | None = None
+    base_stream: uuid.UUID | None = None
+    for row in rows:
+        snap_id, stream, stream_type, version, schema_version = row[:5]
+        stream = _py_uuid(stream)
+        state = _py_json(row[5])
+        report.snapshots += 1
+        report.snapshot_id_reached = max(report.snapshot_id_reached, snap_id)
+        if stream != base_stream:
+            base_stream = stream
+            base = _verified_base(stream, schema_version, version, after_id) if after_id else None
+        if row[7] is None and snap_id < epoch.snapshots_from_id:
+            report.unsigned_snapshots += 1  # from before signing: loads never use it
+            continue
+        if base is not None and base.schema_version != schema_version:
+            base = None
+        data = read_stream_data(
+            stream, after_version=base.version if base else 0, up_to_version=version
+        )
+        event_hash = data.head.hash if data.head and data.head.version == version else None
+        problem = snapshot_problem(stream, version, schema_version, state, event_hash, *row[6:9])
+        if problem is None:
+            replay = _replays.get((stream_type, schema_version))
+            if replay is None:
+                report.snapshots_state_unchecked += 1
+            elif canonical_json(replay(stream, base, data.events)) != canonical_json(state):
+                problem = "its state is not the replay of the events up to its version"
+        if problem is not None:
+            if stream not in flagged:  # the first bad snapshot of each stream
+                flagged.add(stream)
+                report.snapshot_problems.append(
+                    StreamProblem(stream, version, problem, kind="snapshot")
+                )
+            continue
+        base = SnapshotData(version, schema_version, state)
+
+
+def _verified_base(
+    stream_id: uuid.UUID, schema_version: int, below: int, up_to_id: int
+) -> SnapshotData | None:
+    """The newest snapshot below ``below`` that an earlier run checked and still checks out."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT s.version, s.schema_version, s.state, "
+            "(SELECT hash FROM events e WHERE e.stream_id = s.stream_id "
+            "AND e.version = s.version), s.anchor_hash, s.signature, s.key_id "
+            "FROM snapshots s WHERE s.stream_id = %s AND s.schema_version = %s "
+            "AND s.version < %s AND s.id <= %s AND s.signature IS NOT NULL "
+            "ORDER BY s.version DESC LIMIT 1",
+            [_db_uuid(stream_id), schema_version, below, up_to_id],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    state = _py_json(row[2])
+    if snapshot_problem(stream_id, row[0], row[1], state, *row[3:7]) is not None:
+        return None
+    return SnapshotData(row[0], row[1], state)
+
+
+# --- recorded runs -------------------------------------------------------------------------
+
+
+def run_verification(
+    *,
+    full: bool,
+    digest: dict[str, Any] | None = None,
+    progress: Callable[[int], None] | None = None,
+    chunk: int = 2000,
+    keys: Keyring | None = None,
+) -> tuple[VerificationReport, Any]:
+    """Verify the store and record the run; return the report and the ``VerificationRun``.
+
+    A full run checks everything. An incremental one checks the streams that got events
+    since the last run (from each one's verified head on) and the snapshots written since;
+    with no earlier run it is a full one. Problems found earlier and not re-checked are
+    carried into the new run's record until a full run finds their stream intact.
+    """
+    from .models import StreamVerification, VerificationRun
+
+    started = timezone.now()
+    keys = keys or keyring()
+    last = VerificationRun.objects.order_by("-id").first()
+    if last is None or digest is not None:
+        full = True
+    if full:
+        report = verify_all(digest=digest, progress=progress, chunk=chunk, keys=keys)
+        report.full = True
+    else:
+        report = _verify_since(last, keys, progress, chunk)
+    _record_streams(report, started, full=full)
+    flagged = StreamVerification.objects.exclude(problem="", snapshot_problem="")
+    found_now = {p.stream_id for p in report.problems} | {
+        p.stream_id for p in report.snapshot_problems
+    }
+    for row in flagged.order_by("stream_id")[:MAX_RECORDED_PROBLEMS]:
+        if row.stream_id in found_now:
+            continue
+        for text in (row.problem, row.snapshot_problem):
+            if text:
+                report.carried_problems.append(f"stream {row.stream_id}: {text}")
+    run = VerificationRun.objects.create(
+        started_at=started,
+        finished_at=timezone.now(),
+        full=report.full,
+        ok=report.ok,
+        streams=report.streams,
+        events=report.events,
+        snapshots=report.snapshots,
+        events_not_rechecked=report.events_not_rechecked,
+        head_position=report.head_position,
+        snapshot_id_reached=max(
+            report.snapshot_id_reached, 0 if full or last is None else last.snapshot_id_reached
+        ),
+        root=recorded_root(),
+        problems=report.all_problems()[:MAX_RECORDED_PROBLEMS],
+    )
+    return report, run
+
+
+def _verify_since(
+    last: Any, keys: Keyring, progress: Callable[[int], None] | None, chunk: int
+) -> VerificationReport:
+    from .models import StreamVerification
+
+    epoch = signing_epoch()
+    report = VerificationReport(full=False, head_position=head_position())
+    if epoch.problem:
+        report.store_problems.append(epoch.problem)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT DISTINCT stream_id FROM events WHERE position > %s", [last.head_position]
+        )
+        touched = sorted((_py_uuid(r[0]) for r in cursor.fetchall()), key=str)
+    known = {
+        row.stream_id: row
+        for row in StreamVerification.objects.filter(stream_id__in=touched).only(
+            "stream_id", "version", "hash", "problem"
+        )
+    }
+    for stream in touched:
+        row = known.get(stream)
+        if row is not None and row.problem:
+            continue  # broken already: carried; --full re-checks it
+        start = (row.version, row.hash) if row is not None and row.version else None
+        _walk(
+            report,
+            _rows(stream, chunk, from_version=start[0] if start else 0),
+            lambda s, start=start: _StreamChecker(s, keys, epoch, start=start),
+            progress,
+            chunk,
+        )
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM events WHERE position <= %s", [last.head_position])
+        report.events_not_rechecked = cursor.fetchone()[0]
+        cursor.execute("SELECT COUNT(DISTINCT stream_id) FROM events")
+        report.streams_not_rechecked = cursor.fetchone()[0] - report.streams
+    _check_snapshots(report, keys, epoch, after_id=last.snapshot_id_reached)
+    return report
+
+
+def _record_streams(report: VerificationReport, when: datetime, *, full: bool) -> None:
+    from .models import StreamVerification
+
+    problems = {p.stream_id: p for p in report.problems}
+    snapshot_problems = {p.stream_id: p for p in report.snapshot_problems}
+    with transaction.atomic():
+        carried: dict[uuid.UUID, str] = {}
+        if full:
+            StreamVerification.objects.all().delete()
+        else:
+            # A snapshot problem found earlier stays until a full run (only new snapshots
+            # were checked).
+            carried = dict(
+                StreamVerification.objects.filter(stream_id__in=list(report.heads))
+                .exclude(snapshot_problem="")
+                .values_list("stream_id", "snapshot_problem")
+            )
+        rows = []
+        for stream, (version, head) in report.heads.items():
+            problem = problems.get(stream)
+            snapshot = snapshot_problems.get(stream)
+            snapshot_text = f"version {snapshot.version}: {snapshot.reason}" if snapshot else ""
+            snapshot_text = snapshot_text or carried.get(stream, "")
+            rows.append(
+                StreamVerification(
+                    stream_id=stream,
+                    # Verified through the last event before the problem.
+                    version=version,
+                    hash=head,
+                    verified_at=when,
+                    problem_version=problem.version if problem else None,
+                    problem=problem.reason if problem else "",
+                    snapshot_problem=snapshot_text,
+                )
+            )
+        for stream, snapshot in snapshot_problems.items():
+            if stream not in report.heads:
+                StreamVerification.objects.filter(stream_id=stream).update(
+                    snapshot_problem=f"version {snapshot.version}: {snapshot.reason}"
+                )
+        StreamVerification.objects.bulk_create(
+            rows,
+            batch_size=1000,
+            update_conflicts=True,
+            unique_fields=["stream_id"],
+            update_fields=[
+                "version",
+                "hash",
+                "verified_at",
+                "problem_version",
+                "problem",
+                "snapshot_problem",
+            ],
+        )
+
+
+def recorded_root() -> str:
+    """The root hash over every stream's verified head (what the integrity panel shows)."""
+    from .models import StreamVerification
+
+    streams = {
+        str(stream): {"version": version, "hash": head}
+        for stream, version, head in StreamVerification.objects.order_by("stream_id").values_list(
+            "stream_id", "version", "hash"
+        )
+    }
+    return _root(dict(sorted(streams.items())))
+
+
+def last_run(*, full: bool | None = None) -> Any:
+    """The newest recorded ``VerificationRun`` (of that kind), or None."""
+    from .models import VerificationRun
+
+    runs = VerificationRun.objects.order_by("-id")
+    if full is not None:
+        runs = runs.filter(full=full)
+    return runs.first()
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStatus:
+    """One stream's integrity as the audit page shows it."""
+
+    verified_version: int  # through which version a recorded run verified it (0: never)
+    verified_at: datetime | None
+    checked_version: int  # through which version it is verified now (recorded + checked here)
+    problem: StreamProblem | None
+    snapshot_problem: str
+
+
+def stream_status(stream_id: uuid.UUID, *, keys: Keyring | None = None) -> StreamStatus:
+    """Check one stream from its recorded verified head on (the whole stream if none).
+
+    Costs what is new since the last run, not the stream's length. A problem a recorded
+    run found is returned as found (until a full run clears it).
+    """
+    from .models import StreamVerification
+
+    recorded = StreamVerification.objects.filter(stream_id=stream_id).first()
+    if recorded is not None and recorded.problem:
+        problem = StreamProblem(stream_id, recorded.problem_version or 1, recorded.problem)
+        return StreamStatus(
+            recorded.version,
+            recorded.verified_at,
+            recorded.version,
+            problem,
+            recorded.snapshot_problem,
+        )
+    keys = keys or keyring()
+    report = VerificationReport(full=False)
+    start = (recorded.version, recorded.hash) if recorded is not None else None
+    checkers = _walk(
+        report,
+        _rows(stream_id, 2000, from_version=start[0] if start else 0),
+        lambda s: _StreamChecker(s, keys, signing_epoch(), start=start),
+        None,
+        2000,
+    )
+    checked = checkers[0] if checkers else None
+    return StreamStatus(
+        verified_version=recorded.version if recorded else 0,
+        verified_at=recorded.verified_at if recorded else None,
+        checked_version=checked.version if checked else 0,
+        problem=checked.problem if checked else None,
+        snapshot_problem=recorded.snapshot_problem if recorded else "",
+    )
+
+
+# --- digests -----------------------------------------------------------------------------
 
 
 def _root(streams: dict[str, Any]) -> str:
@@ -215,10 +714,13 @@ def make_digest(report: VerificationReport) -> dict[str, Any]:
     """Return the digest of a verified store: every stream's head and a root over them.
 
     Raises:
-        ValueError: the report found broken chains (a digest would vouch for them).
+        ValueError: the report found problems (a digest would vouch for them), or it is
+            an incremental run's (which does not see every stream).
     """
-    if report.problems:
-        raise ValueError("the store has broken chains; a digest of it would vouch for them")
+    if not report.ok:
+        raise ValueError("the store has problems; a digest of it would vouch for them")
+    if not report.full:
+        raise ValueError("a digest needs a full verification")
     streams = {
         str(stream): {"version": version, "hash": head}
         for stream, (version, head) in sorted(report.heads.items(), key=lambda kv: str(kv[0]))
@@ -238,8 +740,3 @@ def _digest_shape_problems(digest: dict[str, Any]) -> list[str]:
     if _root(digest.get("streams", {})) != digest.get("root"):
         return ["the digest's root does not match its streams (the digest file was edited)"]
     return []
-
-
-def check_digest(digest: dict[str, Any]) -> VerificationReport:
-    """Verify the whole store against a digest kept elsewhere."""
-    return verify_all(digest=digest)

@@ -18,7 +18,7 @@ from django.db import connection, connections
 
 ROOT = Path(__file__).resolve().parent.parent
 
-IMMUTABLE_TABLES = ("events", "snapshots")
+IMMUTABLE_TABLES = ("events", "snapshots", "signing_epoch")
 
 
 @contextlib.contextmanager

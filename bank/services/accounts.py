@@ -126,7 +126,7 @@ def _rebuild(
     return account, stream.head or account.version
 
 
-def _snapshot_if_due(account: Account, version_before: int) -> None:
+def _snapshot_if_due(account: Account, version_before: int, anchor: str | None) -> None:
     interval = settings.SNAPSHOT_INTERVAL
     if account.version // interval > version_before // interval:
         snapshot = account.to_snapshot()
@@ -136,6 +136,7 @@ def _snapshot_if_due(account: Account, version_before: int) -> None:
             version=snapshot.version,
             schema_version=Account.SNAPSHOT_SCHEMA_VERSION,
             state=snapshot.state,
+            anchor=anchor,
         )
 
 
@@ -146,7 +147,7 @@ def _save(
     *,
     locked: bool = False,
     snapshots: bool = True,
-) -> None:
+) -> es.AppendResult:
     """Append the accounts' new events (and snapshots that are due, unless not asked).
 
     ``locked``: the caller holds the streams' locks and retries its whole transaction on
@@ -170,14 +171,21 @@ def _save(
         )
         for account, head, _ in changes
     ]
-    es.append_streams(
+    result = es.append_streams(
         appends,
         metadata={**context.metadata(command), **trace_metadata()},
         savepoint=not locked,
     )
     if snapshots:
         for account, _, version_before in changes:
-            _snapshot_if_due(account, version_before)
+            _snapshot_if_due(account, version_before, _anchor(result, account))
+    return result
+
+
+def _anchor(result: es.AppendResult, account: Account) -> str | None:
+    """The hash of the account's newest event, when this append wrote it (a snapshot's anchor)."""
+    head = result.heads.get(account.id)
+    return head.hash if head is not None and head.version == account.version else None
 
 
 def _run(
@@ -246,17 +254,17 @@ def _attempt(
     _check_expected(account, expected_version)
     before = account.version
     action(account)
-    _save([(account, head, before)], context, command, locked=locked, snapshots=locked)
+    result = _save([(account, head, before)], context, command, locked=locked, snapshots=locked)
     if not locked:
-        _snapshot_after_commit(account, before)
+        _snapshot_after_commit(account, before, _anchor(result, account))
     return AccountState.of(account)
 
 
-def _snapshot_after_commit(account: Account, version_before: int) -> None:
+def _snapshot_after_commit(account: Account, version_before: int, anchor: str | None) -> None:
     # Committed: from here on nothing may fail the command (its caller would retry a
     # deposit that happened). A snapshot is only a shortcut for later loads.
     try:
-        _snapshot_if_due(account, version_before)
+        _snapshot_if_due(account, version_before, anchor)
     except (DatabaseError, es.EventStoreError) as exc:
         logger.warning(
             "account %s: the snapshot at version %s was not stored (%r); loads replay "
@@ -586,3 +594,16 @@ __all__: list[Any] = [
     "unfreeze",
     "withdraw",
 ]
+
+
+def replay_snapshot_state(
+    account_id: uuid.UUID, base: es.SnapshotData | None, events: list[es.EventData]
+) -> dict[str, Any]:
+    """The snapshot state an account has after ``events`` (verification checks snapshots
+    against it)."""
+    account = Account.from_events(
+        account_id,
+        (event_from_data(e.event_type, e.data) for e in events),
+        snapshot=AccountSnapshot(base.version, base.state) if base is not None else None,
+    )
+    return account.to_snapshot().state

@@ -270,6 +270,9 @@ def test_upcasters_turn_old_payloads_into_the_current_shape_and_leave_the_row_as
 def test_snapshots_newest_at_or_below_a_version_and_stale_schema_ignored():
     stream = uuid.uuid4()
     assert es.load_snapshot(stream, schema_version=1) is None
+    with pytest.raises(es.InvalidEventError, match="no event at version 10"):
+        es.save_snapshot(stream, stream_type="t", version=10, schema_version=1, state={"v": 10})
+    _appended(stream, 30)
     assert es.save_snapshot(stream, stream_type="t", version=10, schema_version=1, state={"v": 10})
     assert es.save_snapshot(stream, stream_type="t", version=20, schema_version=1, state={"v": 20})
     assert es.save_snapshot(stream, stream_type="t", version=30, schema_version=2, state={"v": 30})
