@@ -56,6 +56,8 @@ _LAZY = {
     "last_run": "verification",
     "signing_epoch": "verification",
     "register_snapshot_replay": "verification",
+    "integrity_problems": "verification",
+    "trigger_problems": "verification",
 }
 
 __all__ = [

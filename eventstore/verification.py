@@ -740,3 +740,75 @@ def _digest_shape_problems(digest: dict[str, Any]) -> list[str]:
     if _root(digest.get("streams", {})) != digest.get("root"):
         return ["the digest's root does not match its streams (the digest file was edited)"]
     return []
+
+
+# --- operations ----------------------------------------------------------------------------
+
+# The immutability triggers each append-only table must have (migrations 0002 and 0005).
+IMMUTABLE_TABLES = ("events", "snapshots", "signing_epoch")
+
+
+def trigger_problems() -> list[str]:
+    """What is missing or switched off among the immutability triggers (empty: all there)."""
+    problems = []
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT c.relname, t.tgname, t.tgenabled FROM pg_trigger t "
+                "JOIN pg_class c ON c.oid = t.tgrelid "
+                "WHERE c.relname = ANY(%s) AND NOT t.tgisinternal",
+                [list(IMMUTABLE_TABLES)],
+            )
+            found = {(table, name): enabled for table, name, enabled in cursor.fetchall()}
+            suffixes = ("refuse_update_delete", "refuse_truncate")
+        else:
+            cursor.execute(
+                "SELECT tbl_name, name, 'A' FROM sqlite_master WHERE type = 'trigger'"
+            )
+            found = {(table, name): enabled for table, name, enabled in cursor.fetchall()}
+            suffixes = ("refuse_update", "refuse_delete")
+    for table in IMMUTABLE_TABLES:
+        for suffix in suffixes:
+            name = f"{table}_{suffix}"
+            state = found.get((table, name))
+            if state is None:
+                problems.append(f"trigger {name} on {table} is missing")
+            elif state in ("D", b"D"):
+                problems.append(f"trigger {name} on {table} is disabled")
+            elif state not in ("A", b"A"):
+                problems.append(
+                    f"trigger {name} on {table} is not ENABLE ALWAYS (a replica-mode session "
+                    "would bypass it)"
+                )
+    return problems
+
+
+def integrity_problems(max_age_hours: float) -> list[str]:
+    """Why the store's integrity cannot be vouched for now (empty: it can).
+
+    The immutability triggers are all in place and enabled; the newest verification run
+    found nothing wrong; a full run succeeded within ``max_age_hours``.
+    """
+    problems = trigger_problems()
+    if problems:
+        problems[-1] += (
+            "; reinstall them as the tables' owner (the SQL of eventstore migrations 0002 and "
+            "0005), find out who removed them, and run verify_events --full"
+        )
+    newest = last_run()
+    if newest is not None and not newest.ok:
+        problems.append(
+            f"the last verification ({newest.finished_at:%Y-%m-%d %H:%M} UTC) found "
+            f"{len(newest.problems)} problem(s), e.g. {newest.problems[0] if newest.problems else '?'}"
+        )
+    full = last_run(full=True)
+    if full is None:
+        problems.append("no full verification has run: run python manage.py verify_events --full")
+    else:
+        age = (timezone.now() - full.finished_at).total_seconds() / 3600
+        if age > max_age_hours:
+            problems.append(
+                f"the last full verification ran {age:.1f} h ago (limit {max_age_hours:g} h): "
+                "schedule python manage.py verify_events --full daily"
+            )
+    return problems

@@ -1,4 +1,6 @@
-"""Health of a running back-office: database reachable, migrations applied, read models current.
+"""Health of a running back-office: database reachable, migrations applied, read models
+current, and the store's integrity vouched for (immutability triggers in place, the last
+verification clean, a full one recent).
 
 Used by ``python manage.py healthcheck`` (details for the operator) and by ``/healthz``
 (a yes/no per check for a load balancer or orchestrator; no numbers, names or errors).
@@ -11,6 +13,8 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
+
+import eventstore as es
 
 from .runner import RELAY_PREFIX, status
 
@@ -45,7 +49,9 @@ def check(*, max_lag_events: int | None = None, max_lag_seconds: float | None = 
             cursor.execute("SELECT 1")
             cursor.fetchone()
     except DatabaseError as exc:
-        health.checks.update(database=False, migrations=False, projections=False)
+        health.checks.update(
+            database=False, migrations=False, projections=False, integrity=False
+        )
         health.details.append(f"database unreachable: {exc}".strip())
         connection.close()
         return health
@@ -61,6 +67,7 @@ def check(*, max_lag_events: int | None = None, max_lag_seconds: float | None = 
     health.checks["migrations"] = _migrations_applied
     if not _migrations_applied:
         health.checks["projections"] = False
+        health.checks["integrity"] = False
         return health
     lagging = []
     for row in status():
@@ -75,4 +82,7 @@ def check(*, max_lag_events: int | None = None, max_lag_seconds: float | None = 
     health.checks["projections"] = not lagging
     if lagging:
         health.details.append("; ".join(lagging) + " (is run_projections / relay_events running?)")
+    integrity = es.integrity_problems(settings.HEALTH_MAX_VERIFY_AGE_HOURS)
+    health.checks["integrity"] = not integrity
+    health.details.extend(integrity)
     return health

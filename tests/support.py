@@ -19,6 +19,8 @@ from django.db import connection, connections
 ROOT = Path(__file__).resolve().parent.parent
 
 IMMUTABLE_TABLES = ("events", "snapshots", "signing_epoch")
+# A signing key for tests that run with production settings (DEBUG off); never used elsewhere.
+TEST_SIGNING_KEY = "test-prod:96/aJlVi7ZBz7EuE65TdMVu9UFESaaEuj9WaWPEs9CE="
 
 
 @contextlib.contextmanager

@@ -7,12 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.support import TEST_SIGNING_KEY
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _settings(env, cwd=ROOT):
     clean = {
-        k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG", "DATABASE_URL")
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("SECRET_KEY", "DEBUG", "DATABASE_URL", "EVENTSTORE_SIGNING_KEY")
     }
     return subprocess.run(
         [
@@ -39,6 +43,41 @@ def test_debug_gets_a_development_key_and_the_sqlite_file_lives_in_the_project(t
     assert result.stdout.strip() == f'[true, "{ROOT / "db.sqlite3"}", 100]'
 
 
+def test_without_debug_a_signing_key_is_required_and_must_be_well_formed(tmp_path):
+    base = {"DEBUG": "false", "SECRET_KEY": "a-production-like-key-of-more-than-32-characters"}
+    result = _settings(base)
+    assert result.returncode != 0
+    assert "EVENTSTORE_SIGNING_KEY is not set" in result.stderr
+    assert "signing_key --new" in result.stderr
+    for value, message in [
+        ("k1:not-base64!", "EVENTSTORE_SIGNING_KEY: not valid base64"),
+        ("k1:" + "QUJD", "3 bytes after base64; an Ed25519 key has 32"),
+        ("no key id here", "expected key_id:base64"),
+        ("dev:" + TEST_SIGNING_KEY.split(":")[1], "kept for the development key"),
+        (str(tmp_path / "missing.key"), "cannot read"),
+    ]:
+        result = _settings({**base, "EVENTSTORE_SIGNING_KEY": value})
+        assert result.returncode != 0, value
+        assert message in result.stderr, (value, result.stderr[-500:])
+    # A file holding the key works; so do verify keys naming other key ids.
+    key_file = tmp_path / "signing.key"
+    key_file.write_text(TEST_SIGNING_KEY + "\n")
+    other = "old:" + "A" * 43 + "="
+    result = _settings(
+        {**base, "EVENTSTORE_SIGNING_KEY": str(key_file), "EVENTSTORE_VERIFY_KEYS": other}
+    )
+    assert result.returncode == 0, result.stderr
+    # The signing key's id listed with another public key is refused.
+    result = _settings(
+        {
+            **base,
+            "EVENTSTORE_SIGNING_KEY": TEST_SIGNING_KEY,
+            "EVENTSTORE_VERIFY_KEYS": "test-prod:" + "A" * 43 + "=",
+        }
+    )
+    assert "another public key" in result.stderr
+
+
 def test_snapshot_interval_must_be_positive():
     result = _settings({"DEBUG": "true", "SNAPSHOT_INTERVAL": "0"})
     assert "SNAPSHOT_INTERVAL must be a positive" in result.stderr
@@ -48,6 +87,7 @@ PRODUCTION = {
     "DEBUG": "false",
     "SECRET_KEY": "a-production-like-key-of-more-than-32-characters-0123456789",
     "ALLOWED_HOSTS": "testserver,bank.example",
+    "EVENTSTORE_SIGNING_KEY": TEST_SIGNING_KEY,
 }
 
 
