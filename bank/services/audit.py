@@ -33,12 +33,43 @@ class TimelineRow:
 
 
 @dataclass(frozen=True, slots=True)
+class Integrity:
+    """What the audit page says about the account's record.
+
+    ``verified_*``: what the last recorded ``verify_events`` run covered; ``checked_version``:
+    through which version the chain and seals are verified now (that run plus the events
+    after it, checked for this page); ``problem``: the first broken link or seal (eventstore's
+    StreamProblem) or None; ``snapshot_problem``: a snapshot verification rejected.
+    """
+
+    verified_version: int
+    verified_at: datetime | None
+    checked_version: int
+    problem: Any
+    snapshot_problem: str
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None and not self.snapshot_problem
+
+    @property
+    def reason(self) -> str:
+        """Why commands are withheld (empty when the record is intact)."""
+        if self.problem is not None:
+            return f"the account's record is broken ({self.problem})"
+        if self.snapshot_problem:
+            return f"a snapshot of the account was rejected (snapshot at {self.snapshot_problem})"
+        return ""
+
+
+@dataclass(frozen=True, slots=True)
 class Timeline:
     state: AccountState
     rows: list[TimelineRow]  # newest first
     page: int
     pages: int
     chain_problem: Any  # the first broken link (eventstore's StreamProblem), or None
+    integrity: Integrity
 
 
 def _row(event: es.RecordedEvent, balance_after: int, problem_version: int | None) -> TimelineRow:
@@ -66,13 +97,29 @@ def _row(event: es.RecordedEvent, balance_after: int, problem_version: int | Non
     )
 
 
+def account_integrity(account_id: uuid.UUID) -> Integrity:
+    """The account's record as verified: by the last recorded run, plus what came after it.
+
+    Costs the events since that run, not the history's length.
+    """
+    status = es.stream_status(account_id)
+    return Integrity(
+        verified_version=status.verified_version,
+        verified_at=status.verified_at,
+        checked_version=status.checked_version,
+        problem=status.problem,
+        snapshot_problem=status.snapshot_problem,
+    )
+
+
 def account_timeline(
     account_id: uuid.UUID, *, page: int = 1, page_size: int = PAGE_SIZE
 ) -> Timeline:
     """One page of an account's history, newest first, with the balance after each event.
 
     A bounded number of queries whatever the history's length: the page's events, the
-    state at the page's newest version (from a snapshot), and one pass over the chain.
+    state at the page's newest version (from a verified snapshot), and the chain and seals
+    of the events after the last recorded verification.
 
     Raises:
         AccountNotFound: no such account.
@@ -88,18 +135,26 @@ def account_timeline(
         if top == state.version
         else account_at(account_id, version=top).balance_cents
     )
-    problem = es.verify_stream(account_id)
+    integrity = account_integrity(account_id)
+    problem = integrity.problem
     problem_version = problem.version if problem is not None else None
     rows = []
     for event in reversed(events):
         rows.append(_row(event, balance, problem_version))
         balance -= balance_change(event_from_data(event.event_type, event.data))
-    return Timeline(state=state, rows=rows, page=page, pages=pages, chain_problem=problem)
+    return Timeline(
+        state=state,
+        rows=rows,
+        page=page,
+        pages=pages,
+        chain_problem=problem,
+        integrity=integrity,
+    )
 
 
 def timeline_rows(account_id: uuid.UUID, *, chunk: int = 1000) -> Iterator[TimelineRow]:
     """Every event of the account, oldest first, with running balances (for CSV export)."""
-    problem = es.verify_stream(account_id)
+    problem = account_integrity(account_id).problem
     problem_version = problem.version if problem is not None else None
     balance, after = 0, 0
     while True:
