@@ -1,9 +1,13 @@
 -- The least-privileged role the application runs as (run as the tables' owner, after
 -- `migrate`, and again after every migration that adds tables). It may read and write
--- the read models and its own bookkeeping, but only SELECT and INSERT the event store:
--- even with the immutability triggers disabled it cannot change or delete history.
+-- the read models and its own bookkeeping, but only SELECT and INSERT the event store,
+-- and only SELECT where signing began: even with the immutability triggers disabled it
+-- cannot change or delete history. What it can still INSERT (an event, a snapshot) is not
+-- signed with the application's key, which never enters the database: loads never use such
+-- a snapshot, and verify_events names both (README, "Threat model").
 -- Replace ledger_app with your role's name; migrations run as the owner, not as this role.
 GRANT USAGE ON SCHEMA public TO ledger_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ledger_app;
 REVOKE UPDATE, DELETE, TRUNCATE ON events, snapshots FROM ledger_app;
+REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON signing_epoch FROM ledger_app;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO ledger_app;

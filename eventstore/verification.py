@@ -512,9 +512,14 @@ def run_verification(
     for row in flagged.order_by("stream_id")[:MAX_RECORDED_PROBLEMS]:
         if row.stream_id in found_now:
             continue
-        for text in (row.problem, row.snapshot_problem):
-            if text:
-                report.carried_problems.append(f"stream {row.stream_id}: {text}")
+        if row.problem:
+            report.carried_problems.append(
+                f"stream {row.stream_id}: version {row.problem_version}: {row.problem}"
+            )
+        if row.snapshot_problem:
+            report.carried_problems.append(
+                f"stream {row.stream_id}: snapshot at {row.snapshot_problem}"
+            )
     run = VerificationRun.objects.create(
         started_at=started,
         finished_at=timezone.now(),

@@ -85,3 +85,49 @@ def test_the_restricted_role_cannot_change_history_even_without_triggers(app_rol
                 app.execute(statement)
     assert [e.version for e in es.read_stream(account.id)] == [1]
     assert es.verify_all().ok
+
+
+def test_a_snapshot_forged_by_the_app_role_is_never_used_and_is_caught(app_role, capsys):
+    """Issue 14: the app role may INSERT into snapshots; without the signing key it cannot
+    make one that loads accept, verify_events passes or the health check ignores."""
+    from django.core.management import CommandError, call_command
+
+    account = svc.open_account(
+        holder_name="Target", initial_balance_cents=1_234, actor=Actor.system("t")
+    )
+    call_command("verify_events", "--full", verbosity=0)
+    with psycopg.connect(app_role, autocommit=True) as app:
+        app.execute(
+            "INSERT INTO snapshots (stream_id, stream_type, version, schema_version, state, "
+            "created_at, anchor_hash, signature, key_id) SELECT stream_id, stream_type, 1, 1, "
+            "%s::jsonb, now(), hash, %s, 'dev' FROM events WHERE stream_id = %s AND version = 1",
+            [
+                '{"holder_name": "Target", "currency": "EUR", "balance_cents": 100000000000, '
+                '"status": "active"}',
+                "A" * 86 + "==",
+                account.id,
+            ],
+        )
+        for statement in (
+            "INSERT INTO signing_epoch (events_from_position, snapshots_from_id, created_at) "
+            "VALUES (1000000, 1000000, now())",
+            "UPDATE signing_epoch SET events_from_position = 1000000",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                app.execute(statement)
+    # Loads (also as the app role, in its own process) replay instead of using it.
+    result = _as_app(
+        app_role,
+        "from bank.services import accounts as svc; import uuid;"
+        f"print('BALANCE', svc.get_account(uuid.UUID('{account.id}')).balance_cents)",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-2:] == ["BALANCE", "1234"]
+    assert f"snapshot of stream {account.id} at version 1 rejected" in result.stderr
+    with pytest.raises(CommandError):
+        call_command("verify_events", verbosity=0)
+    assert f"stream {account.id}: snapshot at version 1: its signature does not verify" in (
+        capsys.readouterr().err
+    )
+    with pytest.raises(CommandError, match="found 1 problem"):
+        call_command("healthcheck")
