@@ -8,6 +8,8 @@ figure is printed as a ratio to the anchors measured in the same run:
    rules, append one event, a snapshot every SNAPSHOT_INTERVAL), sequentially over 500
    accounts, with 4 threads over 500 accounts, and with 4 threads on ONE hot account
    (p50/p99; every deposit must be stored exactly once). Beside it, doing the same deposits:
+   * the same command path with signing off (Ed25519 signatures replaced by a constant,
+     snapshot checks skipped): the price of signing (issue 14);
    * raw psycopg: one SELECT of the stream's events (fold the balance), then one
      ``INSERT ... SELECT ... WHERE max(version) = expected`` in autocommit: 2 round trips,
      no global order guarantee, retried on a lost race;
@@ -94,6 +96,33 @@ class Ours:
         from django.db import connections
 
         connections.close_all()
+
+
+class OursUnsigned(Ours):
+    """The same command path with the Ed25519 work taken out: every append and snapshot
+    gets a constant stand-in signature and snapshot checks pass without verifying. Only
+    here, to price signing (issue 14: at most 5% of the throughput)."""
+
+    name = "ledgerline, signing off (baseline)"
+
+    def __init__(self) -> None:
+        from eventstore.signing import Keyring
+
+        class NoSigning(Keyring):
+            def sign(self, message: bytes) -> tuple[str, str]:
+                return "bench-unsigned", "A" * 86 + "=="
+
+            def verify(self, key_id: str, signature: str, message: bytes) -> bool:
+                return True
+
+        self.no_signing = NoSigning(None, None, {})
+        with self.context():
+            super().__init__()
+
+    def context(self):
+        from eventstore.signing import keyring_override
+
+        return keyring_override(self.no_signing)
 
 
 # --- contenders: raw psycopg ----------------------------------------------------------
@@ -332,11 +361,13 @@ def deposit_workloads(contenders: list, rounds: int) -> None:
         for _ in range(rounds):
             for c in contenders:
                 if "hot" in title:  # a fresh hot account each round: one history length
-                    c.hot = c.open()
+                    with getattr(c, "context", contextlib.nullcontext)():
+                        c.hot = c.open()
                 before = c.stored(c.hot)
                 targets = [pick(c, k) for k in range(count)]
                 work = [(lambda c=c, a=a: c.deposit(a)) for a in targets]
-                result = run_commands(c.name, threads, work, per_thread_end=c.thread_end)
+                with getattr(c, "context", contextlib.nullcontext)():
+                    result = run_commands(c.name, threads, work, per_thread_end=c.thread_end)
                 results[c.name].append(result)
                 if "hot" in title:
                     stored = c.stored(c.hot) - before
@@ -357,6 +388,13 @@ def print_ratios(title: str, results: dict[str, list[Result]], contenders: list)
         r = medians[c.name]
         ratio = "" if r is ours else f"{ours.rate / r.rate:.2f}x"
         print(f"{c.name:<44} {r.rate:>10,.0f} {r.pct(50):>7.2f} {r.pct(99):>7.2f} {ratio:>10}")
+    unsigned = [c for c in contenders if isinstance(c, OursUnsigned)]
+    if unsigned:
+        base = medians[unsigned[0].name]
+        print(
+            f"signing costs {100 * (1 - ours.rate / base.rate):.1f}% of the throughput "
+            "(issue 14's limit: 5%)"
+        )
 
 
 # --- 2. loading a long account --------------------------------------------------------
@@ -636,7 +674,7 @@ def main() -> None:
     if args.only in (None, "deposits", "loads"):
         peer_plain, peer_snap = Peer(snapshots=False), Peer(snapshots=True)
     if args.only in (None, "deposits"):
-        contenders = [Ours(), raw, RawLocked(url), peer_plain, peer_snap]
+        contenders = [Ours(), OursUnsigned(), raw, RawLocked(url), peer_plain, peer_snap]
         deposit_workloads(contenders, args.rounds)
     if args.only in (None, "loads"):
         long_account_loads(raw, peer_plain, peer_snap)

@@ -23,11 +23,12 @@ BENCH_DB = os.environ.get("BENCH_DB", "ledgerline_bench")
 PG_HOST = os.environ.get("BENCH_PG_HOST", "127.0.0.1")
 PG_PORT = os.environ.get("BENCH_PG_PORT", "5432")
 PG_USER = os.environ.get("BENCH_PG_USER", "postgres")
-# Production settings (DEBUG off) over plain HTTP on loopback: a long throw-away key, and no
+# Production settings (DEBUG off) over plain HTTP on loopback: long throw-away keys, and no
 # redirect to HTTPS.
 PRODUCTION_ENV = {
     "DEBUG": "false",
     "SECRET_KEY": "bench-only-secret-key-not-for-any-real-deployment",
+    "EVENTSTORE_SIGNING_KEY": "bench:cQ4BTNmpzwzWd8H+VD0lq8lVa1Hvui4rcjROy6QXCxo=",
     "SECURE_SSL_REDIRECT": "false",
 }
 

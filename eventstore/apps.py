@@ -8,9 +8,11 @@ from django.core.signals import setting_changed
 
 def _keys_changed(*, setting: str, **kwargs: Any) -> None:
     if setting in ("EVENTSTORE_SIGNING_KEY", "EVENTSTORE_VERIFY_KEYS", "DEBUG"):
-        from .signing import keyring
+        from .signing import _configured
+        from .store import _verified_snapshots
 
-        keyring.cache_clear()
+        _configured.cache_clear()
+        _verified_snapshots.clear()
 
 
 class EventStoreConfig(AppConfig):

@@ -31,10 +31,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import functools
 import hashlib
 import re
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -228,9 +230,28 @@ def parse_keyring(signing: str, verify: str, *, debug: bool) -> Keyring:
     return Keyring(signing_id, private, public)
 
 
-@functools.cache
+_override: list[Keyring] = []
+
+
+@contextlib.contextmanager
+def keyring_override(keys: Keyring) -> Iterator[None]:
+    """Sign and verify with ``keys`` instead of the configured keyring, in this process, for
+    the block (benchmarks measure the command path without the Ed25519 work this way)."""
+    _override.append(keys)
+    try:
+        yield
+    finally:
+        _override.remove(keys)
+
+
 def keyring() -> Keyring:
-    """The process's keyring, from settings (cleared when a test overrides them)."""
+    """The process's keyring: from settings, unless overridden for a block."""
+    return _override[-1] if _override else _configured()
+
+
+@functools.cache
+def _configured() -> Keyring:
+    """The keyring from settings (cleared when a test overrides them)."""
     from django.conf import settings
 
     # Settings decided whether the development key may sign (they refuse to start without
