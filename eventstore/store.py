@@ -35,7 +35,6 @@ from .errors import (
     StoreUnavailableError,
 )
 from .hashing import GENESIS_HASH, canonical_json, canonical_time, chain, content_text
-from .signing import UnknownKeyError, keyring, seal_message, snapshot_message
 from .records import (
     AppendResult,
     EventData,
@@ -48,6 +47,7 @@ from .records import (
     StreamData,
     StreamHead,
 )
+from .signing import UnknownKeyError, keyring, seal_message, snapshot_message
 from .telemetry import events_appended, snapshots_rejected, span
 from .upcasting import has_upcasters, needs_upcast, upcast
 
@@ -1023,7 +1023,16 @@ def snapshot_problem(
         return "its anchor is not the hash of the event at its version"
     state_text = canonical_json(state)
     keys = keyring()
-    cache_key = (stream_id, version, schema_version, anchor, signature, key_id, state_text, id(keys))
+    cache_key = (
+        stream_id,
+        version,
+        schema_version,
+        anchor,
+        signature,
+        key_id,
+        state_text,
+        id(keys),
+    )
     if cache_key in _verified_snapshots:
         return None
     try:

@@ -185,13 +185,13 @@ class _StreamChecker:
         if self.start is not None and version == self.start[0]:
             # The head an earlier run verified: still there, unchanged and sealed.
             self.start = None
-            if row[10] != self.hash or not self._sealed(row, version, row[10]):
-                if self.problem is None:
-                    self._fail(
-                        version,
-                        "the head verified by the last run changed since (or its record was "
-                        "forged); run verify_events --full",
-                    )
+            unchanged = row[10] == self.hash and self._sealed(row, version, row[10])
+            if not unchanged and self.problem is None:
+                self._fail(
+                    version,
+                    "the head verified by the last run changed since (or its record was "
+                    "forged); run verify_events --full",
+                )
             return
         self.events += 1
         if version != self.version + 1:
@@ -223,7 +223,9 @@ class _StreamChecker:
         if self.expected is not None and version == self.expected[0]:
             self.expected_seen = True
             if recomputed != self.expected[1]:
-                self._fail(version, "the chain no longer extends the digest (history was rewritten)")
+                self._fail(
+                    version, "the chain no longer extends the digest (history was rewritten)"
+                )
 
     def _sealed(self, row: Sequence[Any], version: int, event_hash: str) -> bool:
         """Check the row's seal; True when the chain up to it is covered."""
@@ -767,9 +769,7 @@ def trigger_problems() -> list[str]:
             found = {(table, name): enabled for table, name, enabled in cursor.fetchall()}
             suffixes = ("refuse_update_delete", "refuse_truncate")
         else:
-            cursor.execute(
-                "SELECT tbl_name, name, 'A' FROM sqlite_master WHERE type = 'trigger'"
-            )
+            cursor.execute("SELECT tbl_name, name, 'A' FROM sqlite_master WHERE type = 'trigger'")
             found = {(table, name): enabled for table, name, enabled in cursor.fetchall()}
             suffixes = ("refuse_update", "refuse_delete")
     for table in IMMUTABLE_TABLES:

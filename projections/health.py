@@ -49,9 +49,7 @@ def check(*, max_lag_events: int | None = None, max_lag_seconds: float | None = 
             cursor.execute("SELECT 1")
             cursor.fetchone()
     except DatabaseError as exc:
-        health.checks.update(
-            database=False, migrations=False, projections=False, integrity=False
-        )
+        health.checks.update(database=False, migrations=False, projections=False, integrity=False)
         health.details.append(f"database unreachable: {exc}".strip())
         connection.close()
         return health

@@ -148,9 +148,7 @@ def test_a_forged_snapshot_is_never_used_and_is_reported(account, capsys, caplog
     other = Ed25519PrivateKey.generate()
     anchor = es.read_stream(account)[4].hash
     message = snapshot_message(account, 5, 1, anchor, canonical_json(forged))
-    _forge_snapshot(
-        account, 5, forged, signature=base64.b64encode(other.sign(message)).decode()
-    )
+    _forge_snapshot(account, 5, forged, signature=base64.b64encode(other.sign(message)).decode())
 
     with caplog.at_level(logging.WARNING, logger="eventstore.security"):
         replayed = svc.get_account(account)
@@ -198,7 +196,7 @@ def test_a_snapshot_whose_state_is_not_the_replay_is_reported(account, capsys):
     )
     _forge_snapshot(account, 5, state, signature=signature, key_id=key_id, anchor=anchor)
     err = _verify_fails(capsys, "--full")
-    assert f"snapshot at version 5: its state is not the replay" in err
+    assert "snapshot at version 5: its state is not the replay" in err
 
 
 def test_an_event_with_a_correct_hash_but_no_signature_is_named(account, capsys):
@@ -231,7 +229,9 @@ def test_an_event_signed_by_another_private_key_under_the_same_key_id_is_named(a
 
 def test_an_unknown_key_id_is_a_clear_error_naming_it(account, capsys):
     version = _forge_event(
-        account, {"amount_cents": 5, "description": ""}, sign_with=Ed25519PrivateKey.generate(),
+        account,
+        {"amount_cents": 5, "description": ""},
+        sign_with=Ed25519PrivateKey.generate(),
         key_id="nobody-knows",
     )
     err = _verify_fails(capsys, "--full")

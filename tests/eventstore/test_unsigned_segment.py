@@ -92,9 +92,7 @@ def legacy_stream():
 
 def test_events_from_before_signing_verify_as_the_unsigned_segment(legacy_stream, capsys):
     epoch = es.signing_epoch()
-    assert epoch.events_from_position > max(
-        e.position for e in es.read_stream(legacy_stream)
-    )
+    assert epoch.events_from_position > max(e.position for e in es.read_stream(legacy_stream))
     # New appends to the old stream are signed and seal the old events with them.
     es.append(legacy_stream, [new_event("New")], stream_type="legacy", expected_version=3)
     call_command("verify_events", "--full", verbosity=0)

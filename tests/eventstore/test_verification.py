@@ -141,9 +141,7 @@ def test_a_consistently_rewritten_chain_passes_alone_but_fails_against_an_earlie
     # The chain alone cannot tell, but the application's signature over the old head no
     # longer verifies (a rewriter without the signing key cannot re-sign).
     report = es.verify_all()
-    assert [(p.stream_id, p.version, p.kind) for p in report.problems] == [
-        (streams[2], 4, "seal")
-    ]
+    assert [(p.stream_id, p.version, p.kind) for p in report.problems] == [(streams[2], 4, "seal")]
     with pytest.raises(CommandError):
         call_command("verify_events", digest=str(digest), verbosity=0)
     assert f"stream {streams[2]}: version 4: its signature does not verify" in (
