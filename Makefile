@@ -22,6 +22,7 @@ setup: $(STAMP)
 run: $(STAMP)
 	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py migrate --no-input
 	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py seed_demo
+	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py verify_events --full --verbosity 0
 	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py run_projections --verbosity 0 & \
 		follower=$$!; trap 'kill $$follower 2>/dev/null' EXIT INT TERM; \
 		DEBUG=$${DEBUG:-true} $(BIN)/python manage.py runserver $(HOST):$(PORT)
