@@ -58,6 +58,7 @@ _LAZY = {
     "register_snapshot_replay": "verification",
     "integrity_problems": "verification",
     "trigger_problems": "verification",
+    "build_pack": "evidence",
 }
 
 __all__ = [

@@ -33,8 +33,7 @@ EVIDENCE_FORMAT = "eventstore-evidence/1"
 VERSION_NOT_IN_STREAM = "version_not_in_stream"
 NOT_SEALED = "not_sealed"
 VERSION_NOT_IN_STREAM_MESSAGE = (
-    "stream {stream_id} has versions 1 to {version}; ask for a version in that range, "
-    "not {asked}"
+    "stream {stream_id} has versions 1 to {version}; ask for a version in that range, not {asked}"
 )
 NOT_SEALED_MESSAGE = (
     "stream {stream_id}: version {version} is not covered by any signature (no signed event "

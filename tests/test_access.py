@@ -8,6 +8,7 @@ import re
 
 import pytest
 from django.contrib.auth.models import Group, User
+from django.core.management import call_command
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.authtoken.models import Token
@@ -51,6 +52,7 @@ def world():
     account = svc.open_account(holder_name="Walker", initial_balance_cents=500, actor=SYSTEM)
     other = svc.open_account(holder_name="Other", initial_balance_cents=500, actor=SYSTEM)
     runner.catch_up()
+    call_command("verify_events", "--full", verbosity=0)  # a healthy store: /healthz is 200
     users = {}
     for name, group in (("nobody", None), ("audrey", "auditors"), ("tom", "tellers")):
         user = User.objects.create_user(name, password="pw", is_staff=group is not None)
