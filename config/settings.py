@@ -170,12 +170,15 @@ EVENTSTORE_SIGNING_KEY = env.str("EVENTSTORE_SIGNING_KEY", default="")
 # Public keys that verify (`key_id:base64`, comma-separated): keys rotated out, or, for a
 # verifier that must not sign, every key. The signing key's public half is always included.
 EVENTSTORE_VERIFY_KEYS = env.str("EVENTSTORE_VERIFY_KEYS", default="")
+# Without DEBUG, EVENTSTORE_VERIFY_KEYS alone makes a process that verifies and cannot write.
 try:
-    from eventstore.signing import KeyConfigError, parse_keyring
+    from eventstore.signing import KeyConfigError, dev_key_text, parse_keyring
 
     parse_keyring(EVENTSTORE_SIGNING_KEY, EVENTSTORE_VERIFY_KEYS, debug=DEBUG)
 except KeyConfigError as exc:
     raise ImproperlyConfigured(str(exc)) from exc
+if DEBUG and not EVENTSTORE_SIGNING_KEY:
+    EVENTSTORE_SIGNING_KEY = dev_key_text()
 
 # --- API --------------------------------------------------------------------------------
 # Bodies larger than this are refused with 400 (DRF >= 3.17.2 applies it to JSON too).

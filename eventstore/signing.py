@@ -134,7 +134,8 @@ class Keyring:
         """
         if self.signing_key is None or self.signing_key_id is None:
             raise KeyConfigError(
-                "no signing key: set EVENTSTORE_SIGNING_KEY (key_id:base64 seed or a file)"
+                "this process holds public keys only (EVENTSTORE_VERIFY_KEYS without "
+                "EVENTSTORE_SIGNING_KEY): it can verify the store, not write to it"
             )
         return self.signing_key_id, base64.b64encode(self.signing_key.sign(message)).decode()
 
@@ -183,6 +184,12 @@ def parse_public_keys(verify: str) -> dict[str, Ed25519PublicKey]:
     return public
 
 
+def dev_key_text() -> str:
+    """The development key in the ``EVENTSTORE_SIGNING_KEY`` form (settings use it when
+    DEBUG is on and no key is set)."""
+    return f"{DEV_KEY_ID}:{base64.b64encode(_DEV_SEED).decode('ascii')}"
+
+
 def parse_keyring(signing: str, verify: str, *, debug: bool) -> Keyring:
     """Build the keyring from the two settings' text.
 
@@ -203,11 +210,15 @@ def parse_keyring(signing: str, verify: str, *, debug: bool) -> Keyring:
             raise KeyConfigError(f"EVENTSTORE_SIGNING_KEY: cannot read {path}: {exc}") from exc
     public = parse_public_keys(verify)
     if not signing:
+        if public and not debug:
+            # A verifier (an auditor's copy, a read-only job): public keys, nothing to sign.
+            return Keyring(None, None, public)
         if not debug:
             raise KeyConfigError(
                 "EVENTSTORE_SIGNING_KEY is not set. Generate one with `python manage.py "
                 "signing_key --new KEY_ID`, keep it out of the database, and set it (or set "
-                "DEBUG=true for the development key)."
+                "DEBUG=true for the development key; or, for a process that only verifies, "
+                "set EVENTSTORE_VERIFY_KEYS alone)."
             )
         signing_id, seed = DEV_KEY_ID, _DEV_SEED
     else:
@@ -254,13 +265,14 @@ def _configured() -> Keyring:
     """The keyring from settings (cleared when a test overrides them)."""
     from django.conf import settings
 
-    # Settings decided whether the development key may sign (they refuse to start without
-    # DEBUG and a key); tests run with DEBUG forced off and the settings made with it on.
-    return parse_keyring(
-        getattr(settings, "EVENTSTORE_SIGNING_KEY", ""),
-        getattr(settings, "EVENTSTORE_VERIFY_KEYS", ""),
-        debug=True,
-    )
+    # The settings validated the keys with the real DEBUG and put the development key in
+    # EVENTSTORE_SIGNING_KEY when it applies (tests run with DEBUG forced off and settings
+    # made with it on, so DEBUG is not looked at again here).
+    signing = getattr(settings, "EVENTSTORE_SIGNING_KEY", "")
+    verify = getattr(settings, "EVENTSTORE_VERIFY_KEYS", "")
+    if not signing.strip():
+        return Keyring(None, None, parse_public_keys(verify))  # verifies only
+    return parse_keyring(signing, verify, debug=True)
 
 
 def verify_only_keyring(verify: str) -> Keyring:

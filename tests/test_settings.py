@@ -181,3 +181,45 @@ print(f"{response.status_code}|{response['Content-Type']}")
     assert result.returncode == 0, result.stderr
     status, content_type = result.stdout.strip().splitlines()[-1].split("|")
     assert status == "200" and content_type.startswith("text/css")
+
+
+def test_a_verifier_with_public_keys_only_verifies_and_cannot_write(tmp_path):
+    """An auditor's copy runs with EVENTSTORE_VERIFY_KEYS alone (no DEBUG, no signing key)."""
+    database = {"DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+    writer = {**PRODUCTION, **database}
+    for args in (
+        ["manage.py", "migrate", "--no-input"],
+        [
+            "manage.py",
+            "shell",
+            "-c",
+            "from bank.services import Actor, accounts as svc; "
+            "svc.open_account(holder_name='Audited', actor=Actor.system('t'))",
+        ],
+        ["manage.py", "signing_key", "--public"],
+    ):
+        result = _run(args, writer)
+        assert result.returncode == 0, result.stderr
+    public = result.stdout.strip()
+    assert public.startswith("test-prod:")
+    verifier = {
+        **PRODUCTION,
+        **database,
+        "EVENTSTORE_SIGNING_KEY": "",
+        "EVENTSTORE_VERIFY_KEYS": public,
+    }
+    result = _run(["manage.py", "verify_events", "--full"], verifier)
+    assert result.returncode == 0, result.stderr
+    assert "all chains and seals intact" in result.stdout
+    result = _run(
+        [
+            "manage.py",
+            "shell",
+            "-c",
+            "from bank.services import Actor, accounts as svc; "
+            "svc.open_account(holder_name='Forged', actor=Actor.system('t'))",
+        ],
+        verifier,
+    )
+    assert result.returncode != 0
+    assert "holds public keys only" in result.stderr
