@@ -2,14 +2,19 @@
 
 The audit view answers "how did this account get to this balance, who did it, when, and
 is the record intact?": current state, the timeline with balances and chain status, time
-travel, CSV export, and (for tellers) commands that go through ``bank/services``.
+travel, CSV export, and (for tellers) commands that go through ``bank/services``. Commands
+are withheld from an account whose record failed verification. The admin index carries an
+integrity panel: the last recorded ``verify_events`` run and the immutability triggers.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import re
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -30,15 +35,26 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+import eventstore as es
 from bank.domain import MAX_CENTS, DomainError
 from bank.domain.text import DESCRIPTION_MAX, REASON_MAX
 from bank.services import Actor
 from bank.services import accounts as svc
-from bank.services.audit import account_timeline, timeline_rows
+from bank.services.audit import account_integrity, account_timeline, timeline_rows
 from bank.services.errors import AccountNotFound, ServiceError
 from projections.models import AccountBalance
 
 COMMAND_PERMISSION = "bank.issue_command"
+
+# A command POSTed for an account whose record failed verification (the page disables the
+# forms, but a disabled button is no guard: the POST is refused here too).
+COMMAND_WITHHELD = (
+    "{label} refused: commands on this account are withheld because {reason}. Nothing was "
+    "changed. Run python manage.py verify_events --full, then restore the account's events "
+    "from a verified backup."
+)
+# How many of the last run's problems the index panel lists (the count is always shown).
+PANEL_PROBLEMS = 3
 
 
 class MoneyForm(forms.Form):
@@ -200,6 +216,15 @@ class AccountAdmin(admin.ModelAdmin):
                 except (ServiceError, DomainError) as exc:
                     self.message_user(request, str(exc), messages.WARNING)
         may_command = request.user.has_perm(COMMAND_PERMISSION)
+        integrity = timeline.integrity
+        commands = []
+        if may_command:
+            for name, (form_class, label) in COMMANDS.items():
+                form = form_class(prefix=name)
+                if not integrity.ok:
+                    for field in form.fields.values():
+                        field.disabled = True
+                commands.append((name, label, form))
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -210,12 +235,8 @@ class AccountAdmin(admin.ModelAdmin):
             "travel": travel,
             "past": past,
             "may_command": may_command,
-            "commands": [
-                (name, label, form_class(prefix=name))
-                for name, (form_class, label) in COMMANDS.items()
-            ]
-            if may_command
-            else [],
+            "integrity": integrity,
+            "commands": commands,
             "rows": [(row, trace_link(row.trace_id)) for row in timeline.rows],
             "page_range": range(1, timeline.pages + 1),
         }
@@ -277,6 +298,14 @@ class AccountAdmin(admin.ModelAdmin):
         form_class, label = COMMANDS[command]
         form = form_class(request.POST, prefix=command)
         back = reverse("admin:bank_account_audit", args=[account_id])
+        integrity = account_integrity(account_id)
+        if not integrity.ok:
+            self.message_user(
+                request,
+                COMMAND_WITHHELD.format(label=label, reason=integrity.reason),
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(back)
         if not form.is_valid():
             problems = "; ".join(
                 f"{field}: {' '.join(errors)}" for field, errors in form.errors.items()
@@ -300,3 +329,66 @@ class AccountAdmin(admin.ModelAdmin):
             messages.SUCCESS,
         )
         return HttpResponseRedirect(back)
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrityPanel:
+    """What the admin index says about the whole store (from records only, no checking).
+
+    ``last``/``last_full``: the newest recorded ``VerificationRun`` of any kind and the
+    newest full one (None: never); ``trigger_problems``: missing or disabled immutability
+    triggers; ``full_too_old``: no full run within ``max_age_hours``.
+    """
+
+    last: Any
+    last_full: Any
+    trigger_problems: list[str]
+    max_age_hours: float
+    full_too_old: bool
+
+    @property
+    def failing(self) -> bool:
+        return bool(self.trigger_problems) or (self.last is not None and not self.last.ok)
+
+    @property
+    def first_problems(self) -> list[str]:
+        return list(self.last.problems[:PANEL_PROBLEMS]) if self.last is not None else []
+
+
+def integrity_panel() -> IntegrityPanel:
+    """The store's recorded integrity, in at most three small queries (no verification)."""
+    last = es.last_run()
+    last_full = last if last is None or last.full else es.last_run(full=True)
+    max_age = float(settings.HEALTH_MAX_VERIFY_AGE_HOURS)
+    too_old = (
+        last_full is None
+        or (timezone.now() - last_full.finished_at).total_seconds() > max_age * 3600
+    )
+    return IntegrityPanel(
+        last=last,
+        last_full=last_full,
+        trigger_problems=es.trigger_problems(),
+        max_age_hours=max_age,
+        full_too_old=too_old,
+    )
+
+
+def _index_with_integrity(index: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Add the integrity panel to the admin index for staff who may view accounts.
+
+    The project uses Django's default site, so its ``index`` view is wrapped here (before
+    the site's URLs are built) rather than replaced by an ``AdminSite`` subclass; the page
+    is Django's own index, extended by ``templates/admin/index.html``.
+    """
+
+    @functools.wraps(index)
+    def view(request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        context = dict(extra_context or {})
+        if admin.site.get_model_admin(AccountBalance).has_view_permission(request):
+            context.setdefault("integrity_panel", integrity_panel())
+        return index(request, extra_context=context)
+
+    return view
+
+
+admin.site.index = _index_with_integrity(admin.site.index)  # type: ignore[method-assign]

@@ -1,22 +1,30 @@
-"""The admin through Django's test client: pages, roles, read-only store, commands, CSV."""
+"""The admin through Django's test client: pages, roles, read-only store, commands, CSV,
+integrity (the audit page's section and banner, the index panel)."""
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.auth.models import Group, User
+from django.contrib.messages import get_messages
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 import eventstore as es
+from bank.admin import COMMAND_WITHHELD, COMMANDS
 from bank.domain import Account
 from bank.services import Actor
 from bank.services import accounts as svc
 from bank.services.accounts import STREAM_TYPE
+from bank.services.audit import account_integrity
+from eventstore.hashing import canonical_json
 from eventstore.models import Event
 from projections import runner
 from tests.support import ensure_roles, triggers_disabled
@@ -136,15 +144,56 @@ def test_time_travel_shows_the_state_then(client, account):
     assert "did not exist yet" in page
 
 
-def test_a_broken_chain_is_shown_on_the_audit_view(client, account):
-    staff(client, "aud", "auditors")
-    victim = es.read_stream(account)[1]
+def change_the_deposit(account_id):
+    """Rewrite the account's version 2 below the application, as a database writer could."""
+    victim = es.read_stream(account_id)[1]
     cast = "%s::jsonb" if connection.vendor == "postgresql" else "%s"
     with triggers_disabled(), connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE events SET data = {cast} WHERE position = %s",
             ['{"amount_cents": 5000, "description": "salary"}', victim.position],
         )
+
+
+def forge_snapshot(account_id, version):
+    """INSERT a snapshot with a bogus signature, as anyone allowed to INSERT could."""
+    stream = account_id if connection.vendor == "postgresql" else account_id.hex
+    cast = "%s::jsonb" if connection.vendor == "postgresql" else "%s"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT hash FROM events WHERE stream_id = %s AND version = %s", [stream, version]
+        )
+        (anchor,) = cursor.fetchone()
+        cursor.execute(
+            "INSERT INTO snapshots (stream_id, stream_type, version, schema_version, state, "
+            f"created_at, anchor_hash, signature, key_id) VALUES (%s, %s, %s, 1, {cast}, "
+            "%s, %s, %s, %s)",
+            [
+                stream,
+                STREAM_TYPE,
+                version,
+                canonical_json({"balance_cents": 10**9}),
+                connection.ops.adapt_datetimefield_value(timezone.now()),
+                anchor,
+                "bm90IGEgc2lnbmF0dXJl",
+                "dev",
+            ],
+        )
+
+
+def command_inputs(page):
+    """Every input of the command forms (the CSRF token aside), as raw tags."""
+    names = "|".join(COMMANDS)
+    return [
+        tag
+        for tag in re.findall(r"<input[^>]*>", page)
+        if re.search(rf'(name="({names})-|id="submit-)', tag)
+    ]
+
+
+def test_a_broken_chain_is_shown_on_the_audit_view(client, account):
+    staff(client, "aud", "auditors")
+    change_the_deposit(account)
     page = client.get(audit_url(account)).content.decode()
     assert "BROKEN" in page and "version 2" in page
     assert 'class="chain chain-broken"' in page and 'class="chain chain-unverified"' in page
@@ -294,3 +343,146 @@ def test_unknown_accounts_in_the_admin_are_reported_not_crashed(client):
         client.get(f"/admin/projections/accountbalance/{missing}/audit/export.csv").status_code
         == 404
     )
+
+
+def test_a_broken_account_shows_the_banner_and_disables_every_command(client, account):
+    staff(client, "tina", "tellers")
+    change_the_deposit(account)
+    page = client.get(audit_url(account)).content.decode()
+    banner = re.search(r'<div[^>]*id="integrity-banner"[^>]*>(.*?)</div>', page, re.S)
+    assert banner and 'role="alert"' in banner.group(0)
+    assert "version 2" in banner.group(1) and "verify_events --full" in banner.group(1)
+    assert "backup" in banner.group(1) and "write access" in banner.group(1)
+    inputs = command_inputs(page)
+    assert len(inputs) == 2 * 3 + 3 * 2  # money forms: 2 fields + submit; reason forms: 1 + 1
+    assert all(re.search(r"\sdisabled[\s>]", tag) for tag in inputs), inputs
+    assert 'id="commands-withheld"' in page and "the account&#x27;s record is broken" in page
+
+
+def test_a_command_posted_for_a_broken_account_is_refused_and_changes_nothing(client, account):
+    staff(client, "tina", "tellers")
+    change_the_deposit(account)
+    before, events = svc.get_account(account), Event.objects.count()
+    response = client.post(
+        f"/admin/projections/accountbalance/{account}/command/deposit/",
+        {"deposit-amount_cents": "5", "deposit-description": "sneaky"},
+    )
+    assert response.status_code == 302 and response["Location"] == audit_url(account)
+    reason = account_integrity(account).reason
+    assert [str(m) for m in get_messages(response.wsgi_request)] == [
+        COMMAND_WITHHELD.format(label="Deposit", reason=reason)
+    ]
+    after = svc.get_account(account)
+    assert (after.balance_cents, after.version) == (before.balance_cents, before.version)
+    assert Event.objects.count() == events
+
+
+def test_a_rejected_snapshot_withholds_commands_too(client, account):
+    staff(client, "tina", "tellers")
+    forge_snapshot(account, 2)
+    with pytest.raises(CommandError):
+        call_command("verify_events", "--full", verbosity=0)
+    page = client.get(audit_url(account)).content.decode()
+    assert 'id="integrity-banner"' in page and "A snapshot of the account was rejected" in page
+    assert "REJECTED: snapshot at version 2" in page
+    assert all(" disabled" in tag for tag in command_inputs(page))
+    events = Event.objects.count()
+    response = client.post(
+        f"/admin/projections/accountbalance/{account}/command/freeze/", {"freeze-reason": "x"}
+    )
+    assert [str(m) for m in get_messages(response.wsgi_request)] == [
+        COMMAND_WITHHELD.format(label="Freeze", reason=account_integrity(account).reason)
+    ]
+    assert svc.get_account(account).status == "active" and Event.objects.count() == events
+
+
+def test_an_intact_account_shows_its_recorded_verification_and_what_was_checked_since(
+    client, account
+):
+    staff(client, "tina", "tellers")
+    page = client.get(audit_url(account)).content.decode()
+    assert "never verified by verify_events" in page
+    call_command("verify_events", "--full", verbosity=0)
+    svc.deposit(account_id=account, amount_cents=1, description="later", actor=SYSTEM)
+    page = client.get(audit_url(account)).content.decode()
+    recorded = re.search(r'id="integrity-recorded">(.*?)</td>', page, re.S).group(1)
+    assert "through version 3" in recorded and "never" not in recorded
+    checked = re.search(r'id="integrity-checked">(.*?)</td>', page, re.S).group(1)
+    assert "through version 4" in checked and "versions 4 to 4 verified for this page" in checked
+    assert "intact: every event" in page
+    assert 'id="integrity-banner"' not in page and 'id="commands-withheld"' not in page
+    assert not any(" disabled" in tag for tag in command_inputs(page))
+
+
+def index_panel(client):
+    page = client.get("/admin/").content.decode()
+    found = re.search(r'<div class="module[^"]*" id="integrity-panel">.*?</table>', page, re.S)
+    return page, found.group(0) if found else ""
+
+
+def test_the_index_says_when_the_store_was_never_verified_and_keeps_the_app_list(client, account):
+    staff(client, "aud", "auditors")
+    page, panel = index_panel(client)
+    assert 'id="integrity-never"' in panel and "python manage.py verify_events --full" in panel
+    assert 'role="alert"' not in panel and "all in place" in panel
+    assert "/admin/projections/accountbalance/" in page  # Django's app list is still there
+
+
+def test_the_index_shows_an_ok_run_with_its_root_without_verifying_anything(client, account):
+    call_command("verify_events", "--full", verbosity=0)
+    run = es.last_run()
+    staff(client, "aud", "auditors")
+    with CaptureQueriesContext(connection) as queries:
+        page, panel = index_panel(client)
+    assert 'id="integrity-result">OK<' in panel and "full:" in panel
+    assert f'id="integrity-root">{run.root}<' in panel and len(run.root) == 64
+    assert f"position reached: {run.head_position}" in panel
+    assert "3 events of 1 stream" in panel
+    assert 'role="alert"' not in panel and 'id="integrity-stale"' not in panel
+    sql = [query["sql"] for query in queries.captured_queries]
+    assert sum("verification_runs" in text for text in sql) == 1  # the newest is the full one
+    assert not any(
+        re.search(r'FROM "?(events|snapshots|stream_verifications)"?\s', text) for text in sql
+    ), sql
+
+
+def test_the_index_shows_an_incremental_run_beside_the_last_full_one(client, account):
+    call_command("verify_events", "--full", verbosity=0)
+    svc.deposit(account_id=account, amount_cents=1, description="later", actor=SYSTEM)
+    call_command("verify_events", verbosity=0)
+    staff(client, "aud", "auditors")
+    _, panel = index_panel(client)
+    assert "incremental:" in panel and 'id="integrity-result">OK<' in panel
+    assert "(3 verified by earlier runs, not re-checked)" in panel
+    full = re.search(r'id="integrity-last-full">(.*?)</td>', panel, re.S).group(1)
+    assert "OK" in full and "none yet" not in full
+
+
+def test_the_index_shows_a_failed_run_in_the_error_colour_with_its_first_problems(client, account):
+    change_the_deposit(account)
+    with pytest.raises(CommandError):
+        call_command("verify_events", "--full", verbosity=0)
+    staff(client, "aud", "auditors")
+    _, panel = index_panel(client)
+    assert "integrity-failing" in panel and 'role="alert"' in panel
+    assert 'id="integrity-result">FAILED<' in panel and "1 problem" in panel
+    problems = re.search(r'<ul id="integrity-problems">(.*?)</ul>', panel, re.S).group(1)
+    assert str(account) in problems and "version 2" in problems
+    assert f'id="integrity-root">{es.last_run().root}<' in panel
+
+
+def test_the_index_raises_the_alert_when_immutability_triggers_are_missing(client, account):
+    call_command("verify_events", "--full", verbosity=0)
+    staff(client, "aud", "auditors")
+    with triggers_disabled():
+        _, panel = index_panel(client)
+    assert 'role="alert"' in panel and "immutability trigger" in panel
+    assert "trigger events_refuse_update on events is missing" in panel
+    _, panel = index_panel(client)
+    assert 'role="alert"' not in panel and "all in place" in panel
+
+
+def test_the_index_has_no_integrity_panel_for_staff_who_may_not_view_accounts(client, account):
+    staff(client, "norole")
+    page = client.get("/admin/").content.decode()
+    assert client.get("/admin/").status_code == 200 and 'id="integrity-panel"' not in page

@@ -10,11 +10,15 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group, User
+from django.core.management import call_command
+from django.db import connection
 
+import eventstore as es
+from bank.admin import COMMANDS
 from bank.services import Actor
 from bank.services import accounts as svc
 from projections import runner
-from tests.support import ensure_roles, require
+from tests.support import ensure_roles, require, triggers_disabled
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -172,3 +176,49 @@ def test_a_teller_freezes_an_account_and_sees_the_event_on_top(browser, live_ser
     message = browser.find_element(By.CSS_SELECTOR, ".messagelist").text
     assert "Deposit refused" in message and "frozen" in message
     assert svc.get_account(account_id).version == 4
+
+
+def test_a_teller_sees_a_tampered_account_withheld_with_every_command_disabled(
+    browser, live_server, history
+):
+    from selenium.webdriver.common.by import By
+
+    account_id, _ = history
+    victim = es.read_stream(account_id)[1]
+    cast = "%s::jsonb" if connection.vendor == "postgresql" else "%s"
+    with triggers_disabled(), connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE events SET data = {cast} WHERE position = %s",
+            ['{"amount_cents": 99999, "description": "day 1"}', victim.position],
+        )
+    make_staff("tess", "tellers")
+    log_in(browser, live_server, "tess")
+    browser.get(f"{live_server.url}/admin/projections/accountbalance/{account_id}/audit/")
+    banner = browser.find_element(By.ID, "integrity-banner")
+    assert banner.get_attribute("role") == "alert" and banner.is_displayed()
+    assert "version 2" in banner.text and "verify_events --full" in banner.text
+    assert "BROKEN" in browser.find_element(By.ID, "chain-status").text
+    assert "Withheld" in browser.find_element(By.ID, "commands-withheld").text
+    for name in COMMANDS:
+        assert not browser.find_element(By.ID, f"submit-{name}").is_enabled(), name
+    for field in ("id_deposit-amount_cents", "id_withdraw-description", "id_freeze-reason"):
+        assert not browser.find_element(By.ID, field).is_enabled(), field
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "admin-audit-withheld.png"))
+
+
+def test_the_index_shows_the_integrity_panel_beside_the_app_list(browser, live_server, history):
+    from selenium.webdriver.common.by import By
+
+    call_command("verify_events", "--full", verbosity=0)
+    root = es.last_run().root
+    make_staff("audrey", "auditors")
+    log_in(browser, live_server, "audrey")  # the login lands on the index
+    panel = browser.find_element(By.ID, "integrity-panel")
+    assert "integrity of the event store" in panel.text.lower()  # the caption is upper-cased
+    assert browser.find_element(By.ID, "integrity-result").text == "OK"
+    assert browser.find_element(By.ID, "integrity-root").text == root
+    assert not panel.find_elements(By.CSS_SELECTOR, "[role=alert]")
+    assert browser.find_element(By.CSS_SELECTOR, "#content-main .app-projections").is_displayed()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "admin-index-integrity.png"))
