@@ -10,11 +10,8 @@ integrity panel: the last recorded ``verify_events`` run and the immutability tr
 from __future__ import annotations
 
 import csv
-import functools
 import re
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -35,7 +32,6 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-import eventstore as es
 from bank.domain import MAX_CENTS, DomainError
 from bank.domain.text import DESCRIPTION_MAX, REASON_MAX
 from bank.services import Actor
@@ -53,8 +49,6 @@ COMMAND_WITHHELD = (
     "changed. Run python manage.py verify_events --full, then restore the account's events "
     "from a verified backup."
 )
-# How many of the last run's problems the index panel lists (the count is always shown).
-PANEL_PROBLEMS = 3
 
 
 class MoneyForm(forms.Form):
@@ -329,66 +323,3 @@ class AccountAdmin(admin.ModelAdmin):
             messages.SUCCESS,
         )
         return HttpResponseRedirect(back)
-
-
-@dataclass(frozen=True, slots=True)
-class IntegrityPanel:
-    """What the admin index says about the whole store (from records only, no checking).
-
-    ``last``/``last_full``: the newest recorded ``VerificationRun`` of any kind and the
-    newest full one (None: never); ``trigger_problems``: missing or disabled immutability
-    triggers; ``full_too_old``: no full run within ``max_age_hours``.
-    """
-
-    last: Any
-    last_full: Any
-    trigger_problems: list[str]
-    max_age_hours: float
-    full_too_old: bool
-
-    @property
-    def failing(self) -> bool:
-        return bool(self.trigger_problems) or (self.last is not None and not self.last.ok)
-
-    @property
-    def first_problems(self) -> list[str]:
-        return list(self.last.problems[:PANEL_PROBLEMS]) if self.last is not None else []
-
-
-def integrity_panel() -> IntegrityPanel:
-    """The store's recorded integrity, in at most three small queries (no verification)."""
-    last = es.last_run()
-    last_full = last if last is None or last.full else es.last_run(full=True)
-    max_age = float(settings.HEALTH_MAX_VERIFY_AGE_HOURS)
-    too_old = (
-        last_full is None
-        or (timezone.now() - last_full.finished_at).total_seconds() > max_age * 3600
-    )
-    return IntegrityPanel(
-        last=last,
-        last_full=last_full,
-        trigger_problems=es.trigger_problems(),
-        max_age_hours=max_age,
-        full_too_old=too_old,
-    )
-
-
-def _index_with_integrity(index: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Add the integrity panel to the admin index for staff who may view accounts.
-
-    The project uses Django's default site, so its ``index`` view is wrapped here (before
-    the site's URLs are built) rather than replaced by an ``AdminSite`` subclass; the page
-    is Django's own index, extended by ``templates/admin/index.html``.
-    """
-
-    @functools.wraps(index)
-    def view(request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        context = dict(extra_context or {})
-        if admin.site.get_model_admin(AccountBalance).has_view_permission(request):
-            context.setdefault("integrity_panel", integrity_panel())
-        return index(request, extra_context=context)
-
-    return view
-
-
-admin.site.index = _index_with_integrity(admin.site.index)  # type: ignore[method-assign]

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
+from django.utils import timezone
+
 import eventstore as es
 from bank.domain import balance_change, event_from_data
 
@@ -165,3 +168,49 @@ def timeline_rows(account_id: uuid.UUID, *, chunk: int = 1000) -> Iterator[Timel
             balance += balance_change(event_from_data(event.event_type, event.data))
             yield _row(event, balance, problem_version)
         after = events[-1].version
+
+
+# How many of the last run's problems the admin index's panel lists (the count is always shown).
+PANEL_PROBLEMS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrityPanel:
+    """What the admin index says about the whole store (from records only, no checking).
+
+    ``last``/``last_full``: the newest recorded ``VerificationRun`` of any kind and the
+    newest full one (None: never); ``trigger_problems``: missing or disabled immutability
+    triggers; ``full_too_old``: no full run within ``max_age_hours``.
+    """
+
+    last: Any
+    last_full: Any
+    trigger_problems: list[str]
+    max_age_hours: float
+    full_too_old: bool
+
+    @property
+    def failing(self) -> bool:
+        return bool(self.trigger_problems) or (self.last is not None and not self.last.ok)
+
+    @property
+    def first_problems(self) -> list[str]:
+        return list(self.last.problems[:PANEL_PROBLEMS]) if self.last is not None else []
+
+
+def integrity_panel() -> IntegrityPanel:
+    """The store's recorded integrity, in at most three small queries (no verification)."""
+    last = es.last_run()
+    last_full = last if last is None or last.full else es.last_run(full=True)
+    max_age = float(settings.HEALTH_MAX_VERIFY_AGE_HOURS)
+    too_old = (
+        last_full is None
+        or (timezone.now() - last_full.finished_at).total_seconds() > max_age * 3600
+    )
+    return IntegrityPanel(
+        last=last,
+        last_full=last_full,
+        trigger_problems=es.trigger_problems(),
+        max_age_hours=max_age,
+        full_too_old=too_old,
+    )
