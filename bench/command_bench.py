@@ -657,7 +657,12 @@ def global_order(url: str, rounds: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--only", choices=["deposits", "loads", "read"], default=None)
+    parser.add_argument(
+        "--only",
+        choices=["deposits", "signing", "loads", "read"],
+        default=None,
+        help="signing: only ours with and without signing, for the price of signing",
+    )
     args = parser.parse_args()
     url = recreate_database(BENCH_DB)
     setup_django(url)
@@ -673,6 +678,8 @@ def main() -> None:
     raw = Raw(url)
     if args.only in (None, "deposits", "loads"):
         peer_plain, peer_snap = Peer(snapshots=False), Peer(snapshots=True)
+    if args.only == "signing":
+        deposit_workloads([Ours(), OursUnsigned()], args.rounds)
     if args.only in (None, "deposits"):
         contenders = [Ours(), OursUnsigned(), raw, RawLocked(url), peer_plain, peer_snap]
         deposit_workloads(contenders, args.rounds)
