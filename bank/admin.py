@@ -19,6 +19,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.http import (
     Http404,
     HttpRequest,
@@ -232,7 +233,12 @@ class AccountAdmin(admin.ModelAdmin):
             "integrity": integrity,
             "commands": commands,
             "rows": [(row, trace_link(row.trace_id)) for row in timeline.rows],
-            "page_range": range(1, timeline.pages + 1),
+            # The pages around this one and at both ends, "…" between: a long history's
+            # 2,000 page links would cost more to render than the rest of the page.
+            "page_range": Paginator(range(timeline.pages), 1).get_elided_page_range(
+                timeline.page, on_each_side=3, on_ends=2
+            ),
+            "ellipsis": Paginator.ELLIPSIS,
         }
         return TemplateResponse(request, "admin/bank/accountbalance/audit.html", context)
 

@@ -492,3 +492,25 @@ def test_the_index_has_no_integrity_panel_for_staff_who_may_not_view_accounts(cl
     staff(client, "norole")
     page = client.get("/admin/").content.decode()
     assert client.get("/admin/").status_code == 200 and 'id="integrity-panel"' not in page
+
+
+def test_a_long_history_links_the_pages_near_this_one_not_every_page(client):
+    staff(client, "aud", "auditors")
+    opened = svc.open_account(holder_name="Long", actor=Actor.system("t"))
+    es.append(
+        opened.id,
+        [
+            es.NewEvent(
+                event_type="MoneyDeposited",
+                data={"amount_cents": 1, "description": ""},
+                occurred_at=timezone.now(),
+            )
+            for _ in range(2_000)
+        ],
+        stream_type="bank.account",
+        expected_version=1,
+    )
+    page = client.get(audit_url(opened.id) + "?page=20").content.decode()
+    links = re.findall(r'href="\?page=(\d+)"', page)
+    assert {"1", "2", "17", "23", "40", "41"} <= set(links) and len(links) < 15
+    assert '<span class="this-page">20</span>' in page and "…" in page
