@@ -10,4 +10,9 @@ GRANT USAGE ON SCHEMA public TO ledger_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ledger_app;
 REVOKE UPDATE, DELETE, TRUNCATE ON events, snapshots FROM ledger_app;
 REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON signing_epoch FROM ledger_app;
+-- What verify_events recorded is read by the health check, the admin and the next run: only
+-- the verifier writes it (run verify_events as the owner, or as a role with these grants:
+-- GRANT SELECT ON ALL TABLES ...; GRANT INSERT, UPDATE, DELETE ON verification_runs,
+-- stream_verifications ...; GRANT USAGE ON ALL SEQUENCES ...).
+REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON verification_runs, stream_verifications FROM ledger_app;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO ledger_app;

@@ -143,6 +143,9 @@ class SigningEpoch(AppendOnlyModel):
     id = models.BigAutoField(primary_key=True)
     events_from_position = models.BigIntegerField()
     snapshots_from_id = models.BigIntegerField()
+    # How many events lay below events_from_position: one more (a row slipped into a gap
+    # of the unsigned segment) or one fewer is reported by every full verification.
+    unsigned_events = models.BigIntegerField(default=0)
     created_at = models.DateTimeField()
 
     class Meta:
@@ -184,6 +187,8 @@ class StreamVerification(models.Model):
     stream_id = models.UUIDField(primary_key=True)
     version = models.PositiveIntegerField()
     hash = models.CharField(max_length=64)
+    # The first version of the append whose signature seals ``version`` (0: unsigned).
+    seal_from = models.PositiveIntegerField(default=0)
     verified_at = models.DateTimeField()
     # The first problem found (kept until a full run finds the stream intact).
     problem_version = models.PositiveIntegerField(null=True, blank=True)

@@ -4,10 +4,13 @@ The SHA-256 chain (``hashing``) shows that stored rows still agree with each oth
 no secret, so anyone who can INSERT can extend it consistently. The application therefore
 signs, with a private key that never enters the database:
 
-- every append: one signature per stream it touched, over that stream's new head
-  (``seal_message``). The signature is stored on the stream's last event of the append; an
-  event without one is covered by the next signed event of its stream (the same append),
-  so a stream whose newest event is unsigned was extended by someone else.
+- every append: one signature per stream it touched, over the versions it appended and
+  the stream's new head (``seal_message``). The signature is stored on the stream's last
+  event of the append; the append's earlier events are covered by it (their versions are
+  in the signed range and the head's chain covers their content). So an event that no
+  signature's range covers was appended by someone else, even when the application later
+  appended on top of it: the range of that later append does not start where the last
+  covered version ends.
 - every snapshot: over (stream, version, schema version, the state's canonical JSON hash,
   the hash of the event at its version: the anchor) (``snapshot_message``).
 
@@ -23,7 +26,7 @@ always trusted. Rotating: sign with a new key id and keep the old public key in
 The messages are plain text so that a short standalone script (README, "Evidence pack")
 can rebuild them::
 
-    eventstore-seal/1\\n<stream id>\\n<version>\\n<event hash>
+    eventstore-seal/1\\n<stream id>\\n<first version>\\n<last version>\\n<last event's hash>
     eventstore-snapshot/1\\n<stream id>\\n<version>\\n<schema version>\\n<anchor>\\n<sha256 of state>
 """
 
@@ -67,14 +70,16 @@ class UnknownKeyError(LookupError):
     def __init__(self, key_id: str) -> None:
         self.key_id = key_id
         super().__init__(
-            f"unknown key id {key_id!r}: add its public key to EVENTSTORE_VERIFY_KEYS "
-            "(key_id:base64)"
+            f"unknown key id {key_id!r}: if it is a key you rotated out, add its public key "
+            "to EVENTSTORE_VERIFY_KEYS (key_id:base64); if nobody here ever used it, treat it "
+            "as tampering"
         )
 
 
-def seal_message(stream_id: uuid.UUID, version: int, event_hash: str) -> bytes:
-    """The bytes an append's signature covers for one stream's new head."""
-    return f"{SEAL_FORMAT}\n{stream_id}\n{version}\n{event_hash}".encode("ascii")
+def seal_message(stream_id: uuid.UUID, first: int, version: int, event_hash: str) -> bytes:
+    """The bytes an append's signature covers for one stream: the versions it appended
+    (``first`` to ``version``) and the new head's hash."""
+    return f"{SEAL_FORMAT}\n{stream_id}\n{first}\n{version}\n{event_hash}".encode("ascii")
 
 
 def state_hash(canonical_state: str) -> str:

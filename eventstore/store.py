@@ -464,6 +464,7 @@ def _append_once(
                 version, previous = heads[a.stream_id]
                 if version != a.expected_version:
                     raise _VersionMismatch
+            first = version + 1
             if version > 0:
                 # Checked after the lock, in the INSERT itself: the head the events chain
                 # to is still there. UNIQUE(stream_id, version) refuses a stream that moved on.
@@ -506,8 +507,9 @@ def _append_once(
                         None,
                     ]
                 )
-            # The seal: one signature over the stream's new head, on its last event.
-            key_id, signature = keys.sign(seal_message(a.stream_id, version, previous))
+            # The seal: one signature over the versions appended and the stream's new head,
+            # on its last event.
+            key_id, signature = keys.sign(seal_message(a.stream_id, first, version, previous))
             params[-1][-2:] = [signature, key_id]
             versions[a.stream_id] = version
             heads_after[a.stream_id] = StreamHead(version, previous)
@@ -1051,7 +1053,17 @@ def snapshot_problem(
     return None
 
 
+_rejections_logged: set[tuple[uuid.UUID, int, str]] = set()
+
+
 def _reject_snapshot(stream_id: uuid.UUID, version: int, problem: str) -> None:
+    snapshots_rejected.add(1)
+    # Logged once per process and snapshot: a forged snapshot is loaded again and again.
+    if (stream_id, version, problem) in _rejections_logged:
+        return
+    if len(_rejections_logged) >= _VERIFIED_SNAPSHOTS_MAX:
+        _rejections_logged.clear()
+    _rejections_logged.add((stream_id, version, problem))
     security_log.warning(
         "security: snapshot of stream %s at version %s rejected (%s); replaying the stream "
         "without it. Run `python manage.py verify_events --full` and investigate who wrote "
@@ -1061,7 +1073,6 @@ def _reject_snapshot(stream_id: uuid.UUID, version: int, problem: str) -> None:
         problem,
         extra={"stream_id": str(stream_id), "version": version, "security_event": True},
     )
-    snapshots_rejected.add(1)
 
 
 def _event_data(rows: Sequence[Sequence[Any]]) -> list[EventData]:
@@ -1300,7 +1311,9 @@ def _load_snapshot(
         "SELECT s.stream_id, s.stream_type, s.version, s.schema_version, s.state, s.created_at, "
         "(SELECT hash FROM events e WHERE e.stream_id = s.stream_id AND e.version = s.version), "
         "s.anchor_hash, s.signature, s.key_id "
-        "FROM snapshots s WHERE s.stream_id = %s AND s.schema_version = %s"
+        "FROM snapshots s WHERE s.stream_id = %s AND s.schema_version = %s "
+        "AND (s.signature IS NOT NULL OR s.id >= "
+        "COALESCE((SELECT MIN(snapshots_from_id) FROM signing_epoch), 0))"
     )
     params: list[Any] = [_db_uuid(stream_id), schema_version]
     if up_to_version is not None:

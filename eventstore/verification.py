@@ -21,6 +21,7 @@ run (``verify_events --full``) re-checks everything. Only public keys are needed
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -99,6 +100,7 @@ class VerificationReport:
     head_position: int = 0
     snapshot_id_reached: int = 0
     heads: dict[uuid.UUID, tuple[int, str]] = field(default_factory=dict)
+    seal_from: dict[uuid.UUID, int] = field(default_factory=dict)
     problems: list[StreamProblem] = field(default_factory=list)
     snapshot_problems: list[StreamProblem] = field(default_factory=list)
     digest_problems: list[str] = field(default_factory=list)
@@ -132,23 +134,29 @@ class Epoch:
 
     events_from_position: int
     snapshots_from_id: int
+    unsigned_events: int = 0
     problem: str | None = None
 
 
 def signing_epoch() -> Epoch:
     """The store's signing epoch (1, 1 when none is recorded: everything must be signed)."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT events_from_position, snapshots_from_id FROM signing_epoch")
+        cursor.execute(
+            "SELECT events_from_position, snapshots_from_id, unsigned_events FROM signing_epoch "
+            "ORDER BY id"
+        )
         rows = cursor.fetchall()
     if not rows:
         return Epoch(1, 1)
     problem = None
     if len(rows) > 1:
         problem = (
-            f"signing_epoch holds {len(rows)} rows, migration 0005 wrote one: someone added "
-            "rows (the lowest is used)"
+            f"signing_epoch holds {len(rows)} rows where migration 0005 wrote one: someone "
+            "with the owner's rights added rows (the strictest is used); find out who, as "
+            'for a broken chain (README, "When verify_events fails")'
         )
-    return Epoch(min(r[0] for r in rows), min(r[1] for r in rows), problem)
+    first = rows[0]
+    return Epoch(min(first[0], *(r[0] for r in rows)), min(r[1] for r in rows), first[2], problem)
 
 
 class _StreamChecker:
@@ -161,14 +169,22 @@ class _StreamChecker:
         epoch: Epoch,
         *,
         expected: tuple[int, str] | None = None,
-        start: tuple[int, str] | None = None,
+        start: tuple[int, str, int] | None = None,
     ) -> None:
         self.stream_id = stream_id
         self.keys = keys
         self.epoch = epoch
-        self.version, self.hash = start or (0, GENESIS_HASH)
-        self.sealed = self.version  # the newest version covered by a signature (or unsigned era)
-        self.start = start  # an incremental check: (version, hash) verified earlier
+        self.version, self.hash = (start[0], start[1]) if start else (0, GENESIS_HASH)
+        # The newest version covered by a seal (or by the unsigned segment), and the first
+        # version of the append that sealed it (0: unsigned).
+        self.sealed = 0
+        self.seal_from = 0
+        self.signed_seen = False
+        self.position = -(2**63)
+        if start is not None:  # the verified head's seal is checked on its row
+            self.sealed = max(start[2] - 1, 0)
+            self.signed_seen = start[2] > 0
+        self.start = start  # an incremental check: (version, hash, seal_from) verified earlier
         self.problem: StreamProblem | None = None
         self.expected = expected  # (version, hash) from a digest, if any
         self.expected_seen = expected is None
@@ -182,6 +198,14 @@ class _StreamChecker:
         if self.problem is not None:
             return
         version = row[1]
+        if row[13] <= self.position:
+            self._fail(
+                version,
+                f"stored out of order (position {row[13]} after {self.position}): a row "
+                "was inserted with a chosen position",
+            )
+            return
+        self.position = row[13]
         if self.start is not None and version == self.start[0]:
             # The head an earlier run verified: still there, unchanged and sealed.
             self.start = None
@@ -228,31 +252,59 @@ class _StreamChecker:
                 )
 
     def _sealed(self, row: Sequence[Any], version: int, event_hash: str) -> bool:
-        """Check the row's seal; True when the chain up to it is covered."""
+        """Check the row's seal; True when the chain up to it is covered.
+
+        An unsigned event is covered by the unsigned segment (below the signing epoch, and
+        before the stream's first signed event), or by the next signature whose range
+        starts right after the last covered version: the application signs the versions
+        it appended, so an event someone else slipped in stays outside every range.
+        """
         signature, key_id, position = row[11], row[12], row[13]
         if signature is None:
-            if position < self.epoch.events_from_position:
+            if position < self.epoch.events_from_position and not self.signed_seen:
                 self.unsigned += 1
                 self.sealed = version
                 return True
-            return False  # covered only if a later event of the same append is signed
+            return False  # covered only if a later signature's range includes it
+        first = self.sealed + 1
         try:
             valid = self.keys.verify(
-                key_id or "", signature, seal_message(self.stream_id, version, event_hash)
+                key_id or "", signature, seal_message(self.stream_id, first, version, event_hash)
             )
         except UnknownKeyError as exc:
             self._fail(version, f"signed with {exc}", "seal")
             return False
         if not valid:
-            self._fail(
-                version,
-                f"its signature does not verify with the public key of {key_id!r} (signed "
-                "with another private key, or the events it seals were changed)",
-                "seal",
-            )
+            appended_from = self._range_start(key_id or "", signature, version, event_hash)
+            if appended_from is not None:
+                self._fail(
+                    first,
+                    "not covered by the application's signature: appended by someone without "
+                    f"the signing key (the application's append of versions {appended_from} "
+                    f"to {version} came after it)",
+                    "seal",
+                )
+            else:
+                self._fail(
+                    version,
+                    f"its signature does not verify with the public key of {key_id!r} (signed "
+                    "with another private key, or the events it seals were changed)",
+                    "seal",
+                )
             return False
-        self.sealed = version
+        self.sealed, self.seal_from, self.signed_seen = version, first, True
         return True
+
+    def _range_start(
+        self, key_id: str, signature: str, version: int, event_hash: str
+    ) -> int | None:
+        """For a report: the first version of the range the signature does cover, if it is
+        a shorter one than expected (events before it were slipped in)."""
+        for first in range(version, max(self.sealed + 1, version - 1000), -1):
+            message = seal_message(self.stream_id, first, version, event_hash)
+            if self.keys.verify(key_id, signature, message):
+                return first
+        return None
 
     def finish(self) -> None:
         if self.problem is None and self.start is not None:
@@ -319,6 +371,7 @@ def _walk(
         report.events += c.events
         report.unsigned_events += c.unsigned
         report.heads[c.stream_id] = (c.version, c.hash)
+        report.seal_from[c.stream_id] = c.seal_from
         if c.problem is not None:
             report.problems.append(c.problem)
     return done
@@ -352,6 +405,19 @@ def verify_all(
     report = VerificationReport(head_position=head_position())
     if epoch.problem:
         report.store_problems.append(epoch.problem)
+    if stream_id is None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT COUNT(*) FROM events WHERE position < %s", [epoch.events_from_position]
+            )
+            below = cursor.fetchone()[0]
+        if below != epoch.unsigned_events:
+            report.store_problems.append(
+                f"{below} events lie below the signing epoch (position "
+                f"{epoch.events_from_position}) where migration 0005 counted "
+                f"{epoch.unsigned_events}: rows were slipped into (or removed from) the "
+                "unsigned segment; compare with a backup and a digest from before"
+            )
     expected_heads: dict[uuid.UUID, tuple[int, str]] = {}
     if digest is not None:
         report.digest_problems.extend(_digest_shape_problems(digest))
@@ -494,6 +560,49 @@ def run_verification(
     with no earlier run it is a full one. Problems found earlier and not re-checked are
     carried into the new run's record until a full run finds their stream intact.
     """
+    with _one_run_at_a_time():
+        return _run_verification(
+            full=full, digest=digest, progress=progress, chunk=chunk, keys=keys
+        )
+
+
+# The advisory lock one verify_events run holds on PostgreSQL ("es" + "verify").
+VERIFY_LOCK_KEY = 0x6573_7665_7269_6679
+
+
+class VerificationRunning(RuntimeError):
+    """Another verify_events run holds the lock."""
+
+
+@contextlib.contextmanager
+def _one_run_at_a_time() -> Iterator[None]:
+    """Runs overlap on PostgreSQL only over our dead bodies: one that finishes after a
+    longer one started later would record an older view of the store over it."""
+    if connection.vendor != "postgresql":
+        yield  # SQLite serialises writers; runs there are short
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [VERIFY_LOCK_KEY])
+        if not cursor.fetchone()[0]:
+            raise VerificationRunning(
+                "another verify_events is running (it holds the verification lock); wait for "
+                "it to finish, or find it with pg_locks if it should not be running"
+            )
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [VERIFY_LOCK_KEY])
+
+
+def _run_verification(
+    *,
+    full: bool,
+    digest: dict[str, Any] | None,
+    progress: Callable[[int], None] | None,
+    chunk: int,
+    keys: Keyring | None,
+) -> tuple[VerificationReport, Any]:
     from .models import StreamVerification, VerificationRun
 
     started = timezone.now()
@@ -557,15 +666,16 @@ def _verify_since(
         touched = sorted((_py_uuid(r[0]) for r in cursor.fetchall()), key=str)
     known = {
         row.stream_id: row
-        for row in StreamVerification.objects.filter(stream_id__in=touched).only(
-            "stream_id", "version", "hash", "problem"
+        for part in _chunks(touched)
+        for row in StreamVerification.objects.filter(stream_id__in=part).only(
+            "stream_id", "version", "hash", "seal_from", "problem"
         )
     }
     for stream in touched:
         row = known.get(stream)
         if row is not None and row.problem:
             continue  # broken already: carried; --full re-checks it
-        start = (row.version, row.hash) if row is not None and row.version else None
+        start = (row.version, row.hash, row.seal_from) if row is not None and row.version else None
         _walk(
             report,
             _rows(stream, chunk, from_version=start[0] if start else 0),
@@ -594,11 +704,13 @@ def _record_streams(report: VerificationReport, when: datetime, *, full: bool) -
         else:
             # A snapshot problem found earlier stays until a full run (only new snapshots
             # were checked).
-            carried = dict(
-                StreamVerification.objects.filter(stream_id__in=list(report.heads))
+            carried = {
+                stream: text
+                for part in _chunks(list(report.heads))
+                for stream, text in StreamVerification.objects.filter(stream_id__in=part)
                 .exclude(snapshot_problem="")
                 .values_list("stream_id", "snapshot_problem")
-            )
+            }
         rows = []
         for stream, (version, head) in report.heads.items():
             problem = problems.get(stream)
@@ -611,6 +723,7 @@ def _record_streams(report: VerificationReport, when: datetime, *, full: bool) -
                     # Verified through the last event before the problem.
                     version=version,
                     hash=head,
+                    seal_from=report.seal_from.get(stream, 0),
                     verified_at=when,
                     problem_version=problem.version if problem else None,
                     problem=problem.reason if problem else "",
@@ -618,9 +731,18 @@ def _record_streams(report: VerificationReport, when: datetime, *, full: bool) -
                 )
             )
         for stream, snapshot in snapshot_problems.items():
-            if stream not in report.heads:
-                StreamVerification.objects.filter(stream_id=stream).update(
-                    snapshot_problem=f"version {snapshot.version}: {snapshot.reason}"
+            if stream not in report.heads:  # a snapshot of a stream with no new events
+                StreamVerification.objects.update_or_create(
+                    stream_id=stream,
+                    defaults={
+                        "snapshot_problem": f"version {snapshot.version}: {snapshot.reason}"
+                    },
+                    create_defaults={
+                        "version": 0,
+                        "hash": GENESIS_HASH,
+                        "verified_at": when,
+                        "snapshot_problem": f"version {snapshot.version}: {snapshot.reason}",
+                    },
                 )
         StreamVerification.objects.bulk_create(
             rows,
@@ -630,12 +752,19 @@ def _record_streams(report: VerificationReport, when: datetime, *, full: bool) -
             update_fields=[
                 "version",
                 "hash",
+                "seal_from",
                 "verified_at",
                 "problem_version",
                 "problem",
                 "snapshot_problem",
             ],
         )
+
+
+def _chunks(items: list[Any], size: int = 500) -> Iterator[list[Any]]:
+    """Slices small enough for an ``IN (...)`` on every vendor (SQLite's variable limit)."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def recorded_root() -> str:
@@ -692,7 +821,7 @@ def stream_status(stream_id: uuid.UUID, *, keys: Keyring | None = None) -> Strea
         )
     keys = keys or keyring()
     report = VerificationReport(full=False)
-    start = (recorded.version, recorded.hash) if recorded is not None else None
+    start = (recorded.version, recorded.hash, recorded.seal_from) if recorded is not None else None
     checkers = _walk(
         report,
         _rows(stream_id, 2000, from_version=start[0] if start else 0),
@@ -768,9 +897,20 @@ def trigger_problems() -> list[str]:
             )
             found = {(table, name): enabled for table, name, enabled in cursor.fetchall()}
             suffixes = ("refuse_update_delete", "refuse_truncate")
+            # The triggers call this function: an owner could replace its body with a no-op.
+            cursor.execute("SELECT prosrc FROM pg_proc WHERE proname = 'eventstore_refuse_change'")
+            bodies = [row[0] for row in cursor.fetchall()]
+            if len(bodies) != 1 or "RAISE EXCEPTION" not in bodies[0]:
+                problems.append(
+                    "function eventstore_refuse_change() no longer raises: the triggers that "
+                    "call it refuse nothing"
+                )
         else:
-            cursor.execute("SELECT tbl_name, name, 'A' FROM sqlite_master WHERE type = 'trigger'")
-            found = {(table, name): enabled for table, name, enabled in cursor.fetchall()}
+            cursor.execute("SELECT tbl_name, name, sql FROM sqlite_master WHERE type = 'trigger'")
+            found = {
+                (table, name): "A" if "RAISE(ABORT" in sql else "no-op"
+                for table, name, sql in cursor.fetchall()
+            }
             suffixes = ("refuse_update", "refuse_delete")
     for table in IMMUTABLE_TABLES:
         for suffix in suffixes:
@@ -780,6 +920,8 @@ def trigger_problems() -> list[str]:
                 problems.append(f"trigger {name} on {table} is missing")
             elif state in ("D", b"D"):
                 problems.append(f"trigger {name} on {table} is disabled")
+            elif state == "no-op":
+                problems.append(f"trigger {name} on {table} no longer refuses anything")
             elif state not in ("A", b"A"):
                 problems.append(
                     f"trigger {name} on {table} is not ENABLE ALWAYS (a replica-mode session "
@@ -804,11 +946,18 @@ def integrity_problems(max_age_hours: float) -> list[str]:
     if newest is not None and not newest.ok:
         problems.append(
             f"the last verification ({newest.finished_at:%Y-%m-%d %H:%M} UTC) found "
-            f"{len(newest.problems)} problem(s), e.g. {newest.problems[0] if newest.problems else '?'}"
+            f"{len(newest.problems)} problem(s), e.g. "
+            f'{newest.problems[0] if newest.problems else "?"}; see README, "When '
+            'verify_events fails"'
         )
     full = last_run(full=True)
     if full is None:
         problems.append("no full verification has run: run python manage.py verify_events --full")
+    elif not full.ok and (newest is None or newest.ok):
+        problems.append(
+            f"the last full verification ({full.finished_at:%Y-%m-%d %H:%M} UTC) found "
+            f'{len(full.problems)} problem(s); see README, "When verify_events fails"'
+        )
     else:
         age = (timezone.now() - full.finished_at).total_seconds() / 3600
         if age > max_age_hours:

@@ -2,8 +2,8 @@
 
 The new columns are nullable, so on both vendors they are added in place (no table
 rebuild: the immutability triggers and the rows stay as they are). ``signing_epoch`` gets
-one row: the first position and snapshot id written after this migration. Everything below
-is the unsigned segment (README, "Integrity"). The epoch row is as immutable as the events
+one row: the first position and snapshot id written after this migration, and how many
+events lie below. Everything below is the unsigned segment (README, "Tamper evidence"). The epoch row is as immutable as the events
 (the same triggers), and the application role may only read it (config/app_role.sql).
 """
 
@@ -33,9 +33,10 @@ def record_epoch(apps, schema_editor):
         for sql in SQLITE_TRIGGERS:
             schema_editor.execute(sql, params=None)
     schema_editor.execute(
-        "INSERT INTO signing_epoch (events_from_position, snapshots_from_id, created_at) "
-        "SELECT (SELECT COALESCE(MAX(position), 0) + 1 FROM events), "
-        "(SELECT COALESCE(MAX(id), 0) + 1 FROM snapshots), CURRENT_TIMESTAMP",
+        "INSERT INTO signing_epoch (events_from_position, snapshots_from_id, unsigned_events, "
+        "created_at) SELECT (SELECT COALESCE(MAX(position), 0) + 1 FROM events), "
+        "(SELECT COALESCE(MAX(id), 0) + 1 FROM snapshots), (SELECT COUNT(*) FROM events), "
+        "CURRENT_TIMESTAMP",
         params=None,
     )
 
@@ -58,6 +59,7 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(primary_key=True, serialize=False)),
                 ('events_from_position', models.BigIntegerField()),
                 ('snapshots_from_id', models.BigIntegerField()),
+                ('unsigned_events', models.BigIntegerField(default=0)),
                 ('created_at', models.DateTimeField()),
             ],
             options={
@@ -70,6 +72,7 @@ class Migration(migrations.Migration):
                 ('stream_id', models.UUIDField(primary_key=True, serialize=False)),
                 ('version', models.PositiveIntegerField()),
                 ('hash', models.CharField(max_length=64)),
+                ('seal_from', models.PositiveIntegerField(default=0)),
                 ('verified_at', models.DateTimeField()),
                 ('problem_version', models.PositiveIntegerField(blank=True, null=True)),
                 ('problem', models.TextField(blank=True)),

@@ -216,7 +216,11 @@ def test_a_signature_made_with_another_private_key_under_the_same_key_id_is_refu
     last = pack["events"][-1]
     forger = Ed25519PrivateKey.generate()
     last["signature"] = base64.b64encode(
-        forger.sign(seal_message(uuid.UUID(pack["stream_id"]), last["version"], last["hash"]))
+        forger.sign(
+            seal_message(
+                uuid.UUID(pack["stream_id"]), last["version"], last["version"], last["hash"]
+            )
+        )
     ).decode()
 
     result = _verify(script, pack)
@@ -249,7 +253,10 @@ def test_a_pack_that_brings_its_own_key_is_refused_against_the_bank_keys(
     pack["public_keys"] = {"ghost-key": _public_text(forger)}
     for event in pack["events"]:
         if event["signature"] is not None:
-            message = seal_message(uuid.UUID(pack["stream_id"]), event["version"], event["hash"])
+            # Every append of this history is one event: its range is its own version.
+            message = seal_message(
+                uuid.UUID(pack["stream_id"]), event["version"], event["version"], event["hash"]
+            )
             event["signature"] = base64.b64encode(forger.sign(message)).decode()
             event["key_id"] = "ghost-key"
     pack["snapshot"] = None
@@ -337,7 +344,11 @@ def test_a_pack_of_events_from_before_signing_began_verifies_by_its_chain_alone(
 
     assert (pack["up_to_version"], pack["sealed_through"]) == (4, None)
     assert len(pack["events"]) == 4
-    result = _verify(script, pack)
+    # The pack's own epoch is not enough: a forger could strip the signatures and move it.
+    refused = _verify(script, pack)
+    assert refused.returncode == 1 and "pass UNSIGNED_BEFORE" in refused.stderr
+    keys = ",".join(f"{k}:{v}" for k, v in pack["public_keys"].items())
+    result = _verify(script, pack, keys, str(pack["signing_epoch"]["events_from_position"]))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "versions 1-4: unsigned, from before signing began" in result.stdout
 

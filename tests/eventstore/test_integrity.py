@@ -90,7 +90,7 @@ def _forge_event(stream_id, data, *, sign_with=None, key_id="dev"):
     )
     signature = None
     if sign_with is not None:
-        raw = sign_with.sign(seal_message(stream_id, version, new_hash))
+        raw = sign_with.sign(seal_message(stream_id, version, version, new_hash))
         signature = base64.b64encode(raw).decode()
     adapt = connection.ops.adapt_datetimefield_value
     with connection.cursor() as cursor:
@@ -339,3 +339,25 @@ def test_health_fails_without_a_recent_full_verification(account, settings):
     settings.HEALTH_MAX_VERIFY_AGE_HOURS = 0
     with pytest.raises(CommandError, match="the last full verification ran .* ago"):
         call_command("healthcheck")
+
+
+def test_an_event_slipped_in_before_the_applications_next_append_is_still_named(account, capsys):
+    """The application appends on top of a forged event (it loads the forged head and chains
+    to it): its signature covers only its own versions, so the forged one stays uncovered."""
+    version = _forge_event(account, {"amount_cents": 1_000_000, "description": ""})
+    svc.deposit(account_id=account, amount_cents=1, actor=SYSTEM)  # version + 1, signed
+    err = _verify_fails(capsys, "--full")
+    assert (
+        f"stream {account}: version {version}: not covered by the application's signature: "
+        f"appended by someone without the signing key (the application's append of versions "
+        f"{version + 1} to {version + 1} came after it)"
+    ) in err
+
+
+def test_an_event_inserted_with_a_chosen_position_is_named(account, capsys):
+    version = _forge_event(account, {"amount_cents": 5, "description": ""})
+    forged = es.read_stream(account)[-1]
+    with triggers_disabled(), connection.cursor() as cursor:  # as if INSERTed with it
+        cursor.execute("UPDATE events SET position = -7 WHERE position = %s", [forged.position])
+    err = _verify_fails(capsys, "--full")
+    assert f"version {version}: stored out of order (position -7 after" in err

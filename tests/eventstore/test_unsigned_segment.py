@@ -109,3 +109,23 @@ def test_events_from_before_signing_verify_as_the_unsigned_segment(legacy_stream
     with pytest.raises(CommandError):
         call_command("verify_events", "--full", verbosity=0)
     assert f"stream {other}: version {version}: not covered" in capsys.readouterr().err
+
+
+def test_a_row_slipped_into_the_unsigned_segment_is_counted(legacy_stream, capsys):
+    """Below the epoch nothing needs a signature, so the migration counted the rows there."""
+    from tests.eventstore.test_integrity import _forge_event
+
+    version = _forge_event(legacy_stream, {"n": 4})
+    forged = es.read_stream(legacy_stream)[-1]
+    free = min(e.position for e in es.read_stream(legacy_stream)) - 1
+    from tests.support import triggers_disabled
+
+    with triggers_disabled(), connection.cursor() as cursor:  # as if INSERTed there
+        cursor.execute(
+            "UPDATE events SET position = %s WHERE position = %s", [free, forged.position]
+        )
+    with pytest.raises(CommandError):
+        call_command("verify_events", "--full", verbosity=0)
+    err = capsys.readouterr().err
+    assert "4 events lie below the signing epoch" in err and "counted 3" in err
+    assert f"version {version}: stored out of order" in err

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from eventstore import make_digest, run_verification, verify_all
 from eventstore.signing import KeyConfigError, keyring, verify_only_keyring
+from eventstore.verification import VerificationRunning
 
 
 class Command(BaseCommand):
@@ -92,9 +93,12 @@ class Command(BaseCommand):
             if stream_id is not None:
                 report = verify_all(stream_id=stream_id, progress=bar.update, keys=keys)
             else:
-                report, _ = run_verification(
-                    full=full, digest=digest, progress=bar.update, keys=keys
-                )
+                try:
+                    report, _ = run_verification(
+                        full=full, digest=digest, progress=bar.update, keys=keys
+                    )
+                except VerificationRunning as exc:
+                    raise CommandError(str(exc)) from exc
         elapsed = max(time.perf_counter() - started, 1e-9)
 
         kind = "full" if report.full else "incremental"
