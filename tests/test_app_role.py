@@ -113,7 +113,7 @@ def test_a_snapshot_forged_by_the_app_role_is_never_used_and_is_caught(app_role,
             "VALUES (1000000, 1000000, now())",
             "UPDATE signing_epoch SET events_from_position = 1000000",
             # What verify_events recorded: only the verifier writes it.
-            "INSERT INTO verification_runs (started_at, finished_at, \"full\", ok, streams, "
+            'INSERT INTO verification_runs (started_at, finished_at, "full", ok, streams, '
             "events, snapshots, events_not_rechecked, head_position, snapshot_id_reached, "
             "root, problems) VALUES (now(), now(), true, true, 0, 0, 0, 0, 1000000000, "
             "1000000000, '', '[]')",
