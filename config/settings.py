@@ -273,11 +273,18 @@ LOGGING = {
     "filters": {"trace": {"()": "config.telemetry.TraceIdFilter"}},
     "formatters": {
         "traced": {
-            "format": "%(asctime)s %(levelname)s %(name)s trace_id=%(trace_id)s %(message)s"
+            "format": "%(asctime)s %(levelname)s %(name)s trace_id=%(trace_id)s "
+            "span_id=%(span_id)s %(message)s"
         }
     },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "filters": ["trace"], "formatter": "traced"}
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # Django's own defaults give "django" and "django.server" handlers of their own; with the
+    # root's, every line of runserver was printed twice. One handler, the root's.
+    "loggers": {
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.server": {"handlers": [], "level": "INFO", "propagate": True},
+    },
 }

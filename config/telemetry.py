@@ -1,12 +1,22 @@
 """OpenTelemetry, set up once at start-up (manage.py, WSGI and ASGI) from the OTEL_* variables.
 
-With no OTLP endpoint configured (``OTEL_EXPORTER_OTLP_ENDPOINT`` or the per-signal
-``..._TRACES_ENDPOINT`` / ``..._METRICS_ENDPOINT``) nothing is installed: the API's no-op
-tracer and meter stay in place, nothing is exported and nothing tries to connect. With
-one, traces and metrics go over OTLP, HTTP/protobuf or gRPC per
-``OTEL_EXPORTER_OTLP_PROTOCOL``; the service name, resource attributes and sampler come
-from ``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES`` and ``OTEL_TRACES_SAMPLER`` as the
-SDK reads them. Django requests and psycopg calls are instrumented.
+The specification's variables choose the exporters: ``OTEL_TRACES_EXPORTER`` and
+``OTEL_METRICS_EXPORTER`` (``otlp``, ``console`` or ``none``; ``otlp`` over
+``OTEL_EXPORTER_OTLP_PROTOCOL``: ``http/protobuf``, the default, or ``grpc``), the sampler
+``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG`` (read by the SDK's
+``TracerProvider``), the service name and resource ``OTEL_SERVICE_NAME`` /
+``OTEL_RESOURCE_ATTRIBUTES``. One difference from the specification, kept from the first
+release: with nothing configured (no exporter variable and no OTLP endpoint) nothing is
+installed, so the API's no-op tracer and meter stay in place and nothing tries to connect.
+An OTLP endpoint alone means ``otlp`` for both signals.
+
+``OTEL_LOGS_EXPORTER``: the Python SDK's logs signal is still under a private module
+(``opentelemetry.sdk._logs``), which this project does not import; log records go to
+standard error, one line each, with the trace and span ids of the span they were written
+in (``TraceIdFilter``), for a collector's file or container log receiver to pick up.
+
+Django requests and the ORM's psycopg calls are instrumented; the event store makes the
+database spans of its own statements (``eventstore.telemetry.db_span``).
 """
 
 from __future__ import annotations
@@ -20,23 +30,36 @@ from opentelemetry import metrics, trace
 _configured = False
 log = logging.getLogger("config.telemetry")
 
-
-_FALSE = ("false", "0", "no", "off")
+EXPORTERS = ("otlp", "console", "none")
 
 
 def _env(name: str) -> str:
     return os.environ.get(name, "").strip()
 
 
-def endpoint_configured() -> bool:
-    return any(
-        _env(name)
-        for name in (
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
-        )
-    )
+def endpoint_configured(signal: str = "") -> bool:
+    """Whether an OTLP endpoint is set (for one signal: TRACES or METRICS, or either)."""
+    names = ["OTEL_EXPORTER_OTLP_ENDPOINT"]
+    for one in (signal,) if signal else ("TRACES", "METRICS"):
+        names.append(f"OTEL_EXPORTER_OTLP_{one}_ENDPOINT")
+    return any(_env(name) for name in names)
+
+
+def exporter(signal: str) -> str:
+    """The exporter chosen for a signal (TRACES, METRICS): otlp, console or none.
+
+    Unset: ``otlp`` when an OTLP endpoint is configured, else ``none``.
+
+    Raises:
+        ValueError: a value the specification does not define (the message names it).
+    """
+    name = f"OTEL_{signal}_EXPORTER"
+    value = _env(name).lower()
+    if not value:
+        return "otlp" if endpoint_configured(signal) else "none"
+    if value not in EXPORTERS:
+        raise ValueError(f"{name}={value!r}: use one of {', '.join(EXPORTERS)}")
+    return value
 
 
 def setup(*, span_exporter: Any = None, metric_reader: Any = None, batch: bool = False) -> bool:
@@ -50,7 +73,15 @@ def setup(*, span_exporter: Any = None, metric_reader: Any = None, batch: bool =
         return True
     if _env("OTEL_SDK_DISABLED").lower() == "true":
         return False
-    if span_exporter is None and metric_reader is None and not endpoint_configured():
+    traces = "given" if span_exporter is not None else exporter("TRACES")
+    meters = "given" if metric_reader is not None else exporter("METRICS")
+    if _env("OTEL_LOGS_EXPORTER").lower() not in ("", "none"):
+        log.warning(
+            "OTEL_LOGS_EXPORTER=%s is not supported (the Python SDK's logs are still private "
+            "API); log lines go to standard error with their trace ids",
+            _env("OTEL_LOGS_EXPORTER"),
+        )
+    if traces == "none" and meters == "none":
         return False
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
@@ -59,54 +90,42 @@ def setup(*, span_exporter: Any = None, metric_reader: Any = None, batch: bool =
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 
     attributes = {} if _env("OTEL_SERVICE_NAME") else {"service.name": "ledgerline"}
-    resource = _resource_with_cached_hash(Resource.create(attributes))
-    provider = TracerProvider(resource=resource)
-    if span_exporter is not None:
-        processor = BatchSpanProcessor if batch else SimpleSpanProcessor
-        provider.add_span_processor(processor(span_exporter))
-    else:
-        provider.add_span_processor(BatchSpanProcessor(_otlp_span_exporter()))
-    if span_exporter is None and _env("TELEMETRY_FAST_ENCODING").lower() not in _FALSE:
-        from config import otlp_encoding
+    resource = Resource.create(attributes)
+    if traces != "none":
+        provider = TracerProvider(resource=resource)  # the sampler from OTEL_TRACES_SAMPLER
+        if traces == "given":
+            processor = BatchSpanProcessor if batch else SimpleSpanProcessor
+            provider.add_span_processor(processor(span_exporter))
+        elif traces == "console":
+            from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
-        otlp_encoding.install()
-    trace.set_tracer_provider(provider)
-    readers = [metric_reader] if metric_reader is not None else []
-    if metric_reader is None and endpoint_configured():
-        readers.append(PeriodicExportingMetricReader(_otlp_metric_exporter()))
-    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
-    _instrument_libraries()
+            provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
+        else:
+            provider.add_span_processor(BatchSpanProcessor(_otlp_span_exporter()))
+        trace.set_tracer_provider(provider)
+    if meters != "none":
+        if meters == "given":
+            reader = metric_reader
+        elif meters == "console":
+            from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+
+            reader = PeriodicExportingMetricReader(ConsoleMetricExporter())
+        else:
+            reader = PeriodicExportingMetricReader(_otlp_metric_exporter())
+        metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
+    if traces != "none":
+        _instrument_libraries()
     _configured = True
     return True
 
 
-def _resource_with_cached_hash(resource: Any) -> Any:
-    """The same resource, hashed once instead of for every span exported.
-
-    The OTLP encoder groups each batch's spans by resource, a dict keyed by it, and the
-    SDK's ``Resource.__hash__`` serialises all its attributes to JSON each time: about a
-    tenth of the exporter's work. A resource never changes once made, so its hash can be
-    kept.
-    """
-    from opentelemetry.sdk.resources import Resource
-
-    class _Resource(Resource):
-        def __init__(self, attributes: Any, schema_url: str | None = None) -> None:
-            super().__init__(attributes, schema_url)
-            self._hash = super().__hash__()
-
-        def __hash__(self) -> int:
-            return self._hash
-
-    return _Resource(dict(resource.attributes), resource.schema_url)
-
-
-def _grpc() -> bool:
-    return _env("OTEL_EXPORTER_OTLP_PROTOCOL") == "grpc"
+def _grpc(signal: str) -> bool:
+    protocol = _env(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL") or _env("OTEL_EXPORTER_OTLP_PROTOCOL")
+    return protocol == "grpc"
 
 
 def _otlp_span_exporter() -> Any:
-    if _grpc():
+    if _grpc("TRACES"):
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
     else:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -114,7 +133,7 @@ def _otlp_span_exporter() -> Any:
 
 
 def _otlp_metric_exporter() -> Any:
-    if _grpc():
+    if _grpc("METRICS"):
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
     else:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
@@ -128,10 +147,8 @@ def _instrument_libraries() -> None:
         DjangoInstrumentor().instrument()
     if _env("OTEL_PYTHON_DB_SPANS").lower() in ("false", "0", "off"):
         return  # database calls stay inside our own spans' timing, without spans of their own
-    try:
-        from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
-    except ImportError:  # pragma: no cover - optional
-        return
+    from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+
     if not PsycopgInstrumentor().is_instrumented_by_opentelemetry:
         PsycopgInstrumentor().instrument(enable_commenter=False)
 

@@ -48,7 +48,7 @@ from .records import (
     StreamHead,
 )
 from .signing import UnknownKeyError, keyring, seal_message, snapshot_message
-from .telemetry import events_appended, snapshots_rejected, span
+from .telemetry import events_appended, snapshots_rejected, span, statements
 from .upcasting import has_upcasters, needs_upcast, upcast
 
 security_log = logging.getLogger("eventstore.security")
@@ -115,6 +115,17 @@ def _cursor() -> Any:
     if connection.vendor == "postgresql" and _prepared_statements():
         return psycopg.Cursor(_pg_connection())
     return connection.cursor()
+
+
+def _traced(cursor: Any, *described: tuple[str, str, str]) -> Any:
+    """The client spans of statements run on ``cursor``: the store's own, unless the cursor
+    is Django's on PostgreSQL, whose statements the psycopg instrumentation traces already
+    (psycopg's own cursors, which the store uses on the hot path, it does not see)."""
+    if connection.vendor == "postgresql" and not (
+        psycopg is not None and type(cursor) is psycopg.Cursor
+    ):
+        return contextlib.nullcontext()
+    return statements(*described)
 
 
 def _execute(cursor: Any, sql: str, params: Sequence[Any], *, binary: bool = False) -> None:
@@ -388,13 +399,11 @@ def append_streams(
 
 def _read_heads(cursor: Any, stream_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[int, str]]:
     heads: dict[uuid.UUID, tuple[int, str]] = {}
+    sql = "SELECT version, hash FROM events WHERE stream_id = %s ORDER BY version DESC LIMIT 1"
     for stream_id in stream_ids:
-        _execute(
-            cursor,
-            "SELECT version, hash FROM events WHERE stream_id = %s ORDER BY version DESC LIMIT 1",
-            [_db_uuid(stream_id)],
-        )
-        row = cursor.fetchone()
+        with _traced(cursor, ("SELECT", "events", sql)):
+            _execute(cursor, sql, [_db_uuid(stream_id)])
+            row = cursor.fetchone()
         heads[stream_id] = (row[0], row[1]) if row else (0, GENESIS_HASH)
     return heads
 
@@ -543,8 +552,10 @@ def _insert(
     if not postgres:
         # SQLite: BEGIN IMMEDIATE already holds the database's write lock, so the head
         # position read here is final; every statement of this append shares it.
-        cursor.execute("SELECT COALESCE(MAX(position), 0) + 1 FROM events")
-        commit_id = [cursor.fetchone()[0]]
+        head_sql = "SELECT COALESCE(MAX(position), 0) + 1 FROM events"
+        with _traced(cursor, ("SELECT", "events", head_sql)):
+            cursor.execute(head_sql)
+            commit_id = [cursor.fetchone()[0]]
     for start in range(0, len(rows), ROWS_PER_STATEMENT):
         chunk = rows[start : start + ROWS_PER_STATEMENT]
         values = ", ".join([_PG_ROW if postgres else _SQLITE_ROW] * len(chunk))
@@ -578,8 +589,10 @@ def _insert(
         if first and guards:
             sql += " WHERE " + " AND ".join(guards)
             params += guard_params
-        _execute(cursor, sql + " RETURNING position, event_id", params)
-        returned = cursor.fetchall()
+        sql += " RETURNING position, event_id"
+        with _traced(cursor, ("INSERT", "events", sql)):
+            _execute(cursor, sql, params)
+            returned = cursor.fetchall()
         if len(returned) != len(chunk):
             raise _VersionMismatch
         by_id.update((_py_uuid(event_id), position) for position, event_id in returned)
@@ -682,7 +695,7 @@ def lock_streams(stream_ids: Iterable[uuid.UUID]) -> None:
     if not keys:
         return
     try:
-        with _cursor() as cursor:
+        with _cursor() as cursor, _traced(cursor, ("SELECT", "", _LOCK_SQL)):
             _execute(cursor, _LOCK_SQL, [keys])
     except (OperationalError, *_DRIVER_OPERATIONAL_ERRORS) as exc:
         raise StoreUnavailableError(
@@ -887,7 +900,7 @@ def load_streams(
     """
     if lock and not connection.in_atomic_block:
         raise RuntimeError("load_streams(lock=True) must be called inside transaction.atomic()")
-    statements = [_load_statement(s, snapshot_schema_version, up_to_version) for s in stream_ids]
+    loads = [_load_statement(s, snapshot_schema_version, up_to_version) for s in stream_ids]
     with span(
         "snapshot_store.load"
         if snapshot_schema_version is not None
@@ -897,7 +910,7 @@ def load_streams(
     ) as current:
         # One round trip for every stream: this span carries the database's time; the
         # per-stream spans below carry the decoding.
-        results = _run_loads(statements, stream_ids if lock else ())
+        results = _run_loads(loads, stream_ids if lock else ())
         for rows in results:
             rows.sort(key=_by_version)  # linear on rows that arrive in order
         if snapshot_schema_version is not None:
@@ -919,22 +932,23 @@ def load_streams(
 
 
 def _run_loads(
-    statements: list[tuple[str, list[Any]]], lock_ids: Sequence[uuid.UUID]
+    loads: list[tuple[str, list[Any]]], lock_ids: Sequence[uuid.UUID]
 ) -> list[list[Any]]:
     if not _is_postgres():
         with connection.cursor() as cursor:
             results = []
-            for sql, params in statements:
-                cursor.execute(sql, params)
-                results.append(cursor.fetchall())
+            for sql, params in loads:
+                with statements(("SELECT", "events", sql)):
+                    cursor.execute(sql, params)
+                    results.append(cursor.fetchall())
             return results
     conn = _pg_connection()
     prepare = _prepare()
-    if len(statements) == 1 and not lock_ids:
+    if len(loads) == 1 and not lock_ids:
         # One statement needs no pipeline (whose result handling costs more on long reads).
         try:
-            with psycopg.Cursor(conn) as cursor:
-                cursor.execute(*statements[0], prepare=prepare)
+            with psycopg.Cursor(conn) as cursor, statements(("SELECT", "events", loads[0][0])):
+                cursor.execute(*loads[0], prepare=prepare)
                 return [cursor.fetchall()]
         except _DRIVER_OPERATIONAL_ERRORS as exc:
             raise StoreUnavailableError(
@@ -942,16 +956,19 @@ def _run_loads(
             ) from exc
     # psycopg's own Cursor: server-side binding, so it can be prepared (the connection's
     # default cursor is Django's client-binding one).
-    cursors = [psycopg.Cursor(conn) for _ in range(len(statements) + 1)]
+    cursors = [psycopg.Cursor(conn) for _ in range(len(loads) + 1)]
+    sent = [("SELECT", "", _LOCK_SQL)] if lock_ids else []
+    sent += [("SELECT", "events", sql) for sql, _ in loads]
     try:
-        with conn.pipeline():
-            if lock_ids:
-                keys = sorted({_stream_lock_key(stream_id) for stream_id in lock_ids})
-                cursors[-1].execute(_LOCK_SQL, [keys], prepare=prepare)
-            for cursor, (sql, params) in zip(cursors, statements, strict=False):
-                cursor.execute(sql, params, prepare=prepare)
-        # Leaving the block synced the pipeline: every result is here, no more waiting.
-        return [cursor.fetchall() for cursor in cursors[:-1]]
+        with statements(*sent):  # one round trip: every statement's span covers it
+            with conn.pipeline():
+                if lock_ids:
+                    keys = sorted({_stream_lock_key(stream_id) for stream_id in lock_ids})
+                    cursors[-1].execute(_LOCK_SQL, [keys], prepare=prepare)
+                for cursor, (sql, params) in zip(cursors, loads, strict=False):
+                    cursor.execute(sql, params, prepare=prepare)
+            # Leaving the block synced the pipeline: every result is here, no more waiting.
+            return [cursor.fetchall() for cursor in cursors[:-1]]
     except _DRIVER_OPERATIONAL_ERRORS as exc:
         raise StoreUnavailableError(
             f"the event store did not answer in time ({exc}); retry later"
@@ -1150,11 +1167,13 @@ def _recorded_rows(cursor: Any) -> Callable[[Sequence[Any]], RecordedEvent]:
 
 
 def _select_after(cursor: Any, position: int, limit: int) -> list[RecordedEvent]:
-    if psycopg is not None and type(cursor) is psycopg.Cursor:
-        cursor.execute(_READ_ALL_SQL, [position, limit], prepare=_prepare(), binary=True)
-        return cursor.fetchall()
-    cursor.execute(_READ_ALL_SQL, [position, limit])
-    return [_to_recorded(row, upcasted=False) for row in cursor.fetchall()]
+    with _traced(cursor, ("SELECT", "events", _READ_ALL_SQL)):
+        if psycopg is not None and type(cursor) is psycopg.Cursor:
+            cursor.execute(_READ_ALL_SQL, [position, limit], prepare=_prepare(), binary=True)
+            return cursor.fetchall()
+        cursor.execute(_READ_ALL_SQL, [position, limit])
+        rows = cursor.fetchall()
+    return [_to_recorded(row, upcasted=False) for row in rows]
 
 
 @contextlib.contextmanager
@@ -1253,13 +1272,12 @@ def _save_snapshot(
     _check_json(state, "snapshot state")
     cast = "%s::jsonb" if _is_postgres() else "%s"
     state_text = canonical_json(state)
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         if anchor is None:
-            cursor.execute(
-                "SELECT hash FROM events WHERE stream_id = %s AND version = %s",
-                [_db_uuid(stream_id), version],
-            )
-            row = cursor.fetchone()
+            anchor_sql = "SELECT hash FROM events WHERE stream_id = %s AND version = %s"
+            with _traced(cursor, ("SELECT", "events", anchor_sql)):
+                _execute(cursor, anchor_sql, [_db_uuid(stream_id), version])
+                row = cursor.fetchone()
             if row is None:
                 raise InvalidEventError(
                     f"stream {stream_id} has no event at version {version} to snapshot"
@@ -1268,24 +1286,29 @@ def _save_snapshot(
         key_id, signature = keyring().sign(
             snapshot_message(stream_id, version, schema_version, anchor, state_text)
         )
-        cursor.execute(
+        insert_sql = (
             "INSERT INTO snapshots (stream_id, stream_type, version, schema_version, state, "
             f"created_at, anchor_hash, signature, key_id) "
             f"VALUES (%s, %s, %s, %s, {cast}, %s, %s, %s, %s) "
-            "ON CONFLICT (stream_id, version) DO NOTHING",
-            [
-                _db_uuid(stream_id),
-                stream_type,
-                version,
-                schema_version,
-                state_text,
-                _db_time(timezone.now()),
-                anchor,
-                signature,
-                key_id,
-            ],
+            "ON CONFLICT (stream_id, version) DO NOTHING"
         )
-        return cursor.rowcount == 1
+        with _traced(cursor, ("INSERT", "snapshots", insert_sql)):
+            _execute(
+                cursor,
+                insert_sql,
+                [
+                    _db_uuid(stream_id),
+                    stream_type,
+                    version,
+                    schema_version,
+                    state_text,
+                    _db_time(timezone.now()),
+                    anchor,
+                    signature,
+                    key_id,
+                ],
+            )
+            return cursor.rowcount == 1
 
 
 def load_snapshot(

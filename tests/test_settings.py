@@ -223,3 +223,28 @@ def test_a_verifier_with_public_keys_only_verifies_and_cannot_write(tmp_path):
     )
     assert result.returncode != 0
     assert "holds public keys only" in result.stderr
+
+
+def test_each_log_record_is_one_line_with_its_trace_ids(tmp_path):
+    code = (
+        "import django, logging; django.setup();"
+        "from opentelemetry import trace;"
+        "from opentelemetry.sdk.trace import TracerProvider;"
+        "tracer = TracerProvider().get_tracer('t');"
+        "logging.getLogger('django.request').warning('outside');"
+        "logging.getLogger('django.server').info('served');"
+        "span = tracer.start_span('x');"
+        "ctx = trace.set_span_in_context(span);"
+        "from opentelemetry import context; token = context.attach(ctx);"
+        "logging.getLogger('bank').warning('inside');"
+        "print(format(span.get_span_context().trace_id, '032x'))"
+    )
+    result = _run(
+        ["-c", code], {"DEBUG": "true", "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert sum("outside" in line for line in lines) == 1
+    assert sum("served" in line for line in lines) == 1
+    (inside,) = [line for line in lines if "inside" in line]
+    assert f"trace_id={result.stdout.strip()}" in inside and "span_id=" in inside

@@ -195,8 +195,9 @@ def _run(
     *,
     context: CommandContext,
     expected_version: int | None,
+    amount_cents: int | None = None,
 ) -> AccountState:
-    with command_span(command, account_id, expected_version):
+    with command_span(command, account_id, expected_version, amount_cents):
         return _run_attempts(command, account_id, action, context, expected_version)
 
 
@@ -370,6 +371,7 @@ def deposit(
         lambda account: account.deposit(amount_cents, description),
         context=_context(actor, correlation_id, causation_id, idempotency_key, clock),
         expected_version=expected_version,
+        amount_cents=amount_cents,
     )
 
 
@@ -397,6 +399,7 @@ def withdraw(
         lambda account: account.withdraw(amount_cents, description),
         context=_context(actor, correlation_id, causation_id, idempotency_key, clock),
         expected_version=expected_version,
+        amount_cents=amount_cents,
     )
 
 
@@ -459,7 +462,7 @@ def transfer(
         ConcurrencyConflict: concurrent writers kept winning.
     """
     context = _context(actor, correlation_id, causation_id, idempotency_key, clock)
-    with command_span("transfer", from_account, None) as span:
+    with command_span("transfer", from_account, None, amount_cents) as span:
         span.set_attribute("counterparty_id", str(to_account))
         if from_account == to_account:
             raise InvalidTransfer(SAME_ACCOUNT_MESSAGE)

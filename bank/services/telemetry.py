@@ -10,11 +10,11 @@ from opentelemetry import metrics, trace
 from opentelemetry.trace import Status, StatusCode
 
 from bank.domain import DomainError
-from eventstore.telemetry import ActiveSpan, FastTracer
+from eventstore.telemetry import ActiveSpan
 
 from .errors import ServiceError
 
-tracer = FastTracer("bank.services")
+tracer = trace.get_tracer("bank.services")
 meter = metrics.get_meter("bank.services")
 command_duration = meter.create_histogram(
     "bank.command.duration", unit="s", description="command duration, by command and outcome"
@@ -31,11 +31,17 @@ class command_span(ActiveSpan):  # noqa: N801 - used like the function it replac
     __slots__ = ("_name", "_started")
 
     def __init__(
-        self, name: str, aggregate_id: uuid.UUID | None, expected_version: int | None
+        self,
+        name: str,
+        aggregate_id: uuid.UUID | None,
+        expected_version: int | None,
+        amount_cents: int | None = None,
     ) -> None:
         attributes: dict[str, Any] = {"command": name, "event_sourcing.operation": "command"}
         if aggregate_id is not None:
-            attributes["aggregate_id"] = str(aggregate_id)
+            attributes["account_id"] = attributes["aggregate_id"] = str(aggregate_id)
+        if amount_cents is not None and type(amount_cents) is int:
+            attributes["amount_cents"] = amount_cents
         if expected_version is not None:
             attributes["expected_version"] = expected_version
         self._name = name

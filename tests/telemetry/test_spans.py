@@ -56,15 +56,32 @@ def test_an_http_deposit_yields_the_contract_span_tree(teller, spans):
     assert response.status_code == 200
     finished = spans.get_finished_spans()
     (server,) = [s for s in finished if s.name == "POST api/accounts/<uuid:account_id>/deposit/"]
-    assert tree(finished, server) == {
-        "command.deposit": {
-            "snapshot_store.load": {},
-            "event_store.load_events_from_version": {},
-            "event_store.append_events": {},
-        }
-    }
+    command_tree = tree(finished, server)
+    assert list(command_tree) == ["command.deposit"]
+    assert list(command_tree["command.deposit"]) == [
+        "snapshot_store.load",
+        "event_store.load_events_from_version",
+        "event_store.append_events",
+    ]
+    # One statement reads the snapshot and the events after it (so the two agree): its
+    # span is under snapshot_store.load (beside the stream lock's, on the locked path);
+    # load_events_from_version decodes the rows. The append's INSERT is under the append.
+    assert "SELECT events" in command_tree["command.deposit"]["snapshot_store.load"]
+    assert "INSERT events" in command_tree["command.deposit"]["event_store.append_events"]
+    (insert,) = [s for s in finished if s.name == "INSERT events"]
+    assert insert.kind.name == "CLIENT"
+    assert insert.attributes["db.operation.name"] == "INSERT"
+    assert insert.attributes["db.collection.name"] == "events"
+    assert insert.attributes["db.query.text"].startswith("INSERT INTO events (")
+    assert "%s" in insert.attributes["db.query.text"]  # the text without the values
+    assert insert.attributes["db.system.name"] in ("sqlite", "postgresql")
+    if insert.attributes["db.system.name"] == "postgresql":
+        assert insert.attributes["server.port"] > 0 and insert.attributes["server.address"]
     command = next(s for s in finished if s.name == "command.deposit")
     assert command.attributes["aggregate_id"] == str(account.id)
+    assert command.attributes["account_id"] == str(account.id)
+    assert command.attributes["amount_cents"] == 5
+    assert command.attributes["event_sourcing.operation"] == "command"
     append = next(s for s in finished if s.name == "event_store.append_events")
     assert append.attributes["events_count"] == 1
     assert append.attributes["expected_version"] == 1
@@ -88,6 +105,9 @@ def test_a_deposit_that_crosses_the_snapshot_interval_saves_a_snapshot_in_its_sp
         "event_store.append_events",
         "snapshot_store.save",
     ]
+    save = next(s for s in finished if s.name == "snapshot_store.save")
+    # The anchor came with the append: the save is one INSERT.
+    assert [s.name for s in children(finished, save)] == ["INSERT snapshots"]
 
 
 def test_a_refused_withdrawal_is_an_error_span_with_the_rule_code(spans):
@@ -157,3 +177,21 @@ def test_log_lines_carry_the_trace_id(caplog):
     outside = logger.makeRecord("tests.telemetry", logging.INFO, __file__, 1, "x", (), None)
     TraceIdFilter().filter(outside)
     assert outside.trace_id == "-"
+
+
+def test_under_a_dropped_parent_no_span_is_made_and_events_still_carry_the_trace(spans):
+    """At 10 % sampling nine traces in ten are dropped at their root: below it, nothing."""
+    from opentelemetry import trace
+
+    account = svc.open_account(holder_name="Unsampled", actor=ACTOR)
+    dropped = trace.NonRecordingSpan(
+        trace.SpanContext(
+            trace_id=0xABC, span_id=0xDEF, is_remote=True, trace_flags=trace.TraceFlags(0)
+        )
+    )
+    spans.clear()
+    with trace.use_span(dropped):
+        svc.deposit(account_id=account.id, amount_cents=1, actor=ACTOR)
+    assert [s.name for s in spans.get_finished_spans() if ours(s)] == []
+    event = es.read_stream(account.id)[-1]
+    assert event.metadata["trace_id"] == format(0xABC, "032x")
