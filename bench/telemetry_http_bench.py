@@ -1,0 +1,166 @@
+"""The cost of tracing on deposits over HTTP through gunicorn (issue 15's benchmark).
+
+gunicorn serves the API on PostgreSQL with production settings in three modes, one after
+the other in each round, rounds interleaved: tracing off (no OTEL_* variables), 100 %
+sampling with the OTLP/HTTP exporter sending to a receiver on loopback, and 10 %
+(``parentbased_traceidratio`` 0.1: the decision is taken at the Django server span).
+4 concurrent clients POST deposits over 50 accounts. Prints deposits/s and p50/p99 per
+mode and the ratio to tracing off (issue 15's target: 10 % sampling costs at most 5 %).
+
+Run: ``.venv/bin/python bench/telemetry_http_bench.py [--requests N] [--rounds N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from http.server import ThreadingHTTPServer
+from threading import Thread
+
+from api_bench import free_port, request
+from common import (
+    BENCH_DB,
+    PRODUCTION_ENV,
+    ROOT,
+    Result,
+    recreate_database,
+    run_commands,
+    setup_django,
+)
+from telemetry_bench import _Sink
+
+ACCOUNTS = 50
+CLIENTS = 4
+MODES = ("off", "100%", "10%")
+
+
+def start(url: str, port: int, workers: int, otel: dict[str, str]) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update(
+        {
+            "DATABASE_URL": url,
+            **PRODUCTION_ENV,
+            "ALLOWED_HOSTS": "127.0.0.1",
+            "CONN_MAX_AGE": "60",
+            "API_THROTTLE_RATE": "1000000/minute",
+            **otel,
+        }
+    )
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "config.wsgi:application",
+            "--workers",
+            str(workers),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    import socket
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return server
+        except OSError:
+            time.sleep(0.1)
+    server.kill()
+    raise RuntimeError("gunicorn did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    url = recreate_database(BENCH_DB)
+    setup_django(url)
+    from django.contrib.auth.models import Group, User
+    from django.db import connections
+    from rest_framework.authtoken.models import Token
+
+    from bank.services import Actor
+    from bank.services import accounts as svc
+
+    user = User.objects.create_user("bench-teller")
+    user.groups.add(Group.objects.get(name="tellers"))
+    token = Token.objects.create(user=user).key
+    ids = [
+        svc.open_account(holder_name=f"Bench {i}", actor=Actor.system("bench")).id
+        for i in range(ACCOUNTS)
+    ]
+    connections.close_all()
+    sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+    Thread(target=sink.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{sink.server_address[1]}"
+    otel = {
+        "off": {},
+        "100%": {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint},
+        "10%": {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": "0.1",
+        },
+    }
+    results: dict[str, list[Result]] = {mode: [] for mode in MODES}
+    statuses: dict[int, int] = {}
+    sent = 0
+    for _ in range(args.rounds):
+        for mode in MODES:
+            port = free_port()
+            server = start(url, port, args.workers, otel[mode])
+            try:
+
+                def deposit(i: int, port: int = port) -> None:
+                    path = f"/api/accounts/{ids[i % ACCOUNTS]}/deposit/"
+                    status = request(port, "POST", path, token, {"amount_cents": 1})
+                    statuses[status] = statuses.get(status, 0) + 1
+
+                run_commands("warm-up", CLIENTS, [lambda i=i: deposit(i) for i in range(100)])
+                work = [lambda i=i: deposit(i) for i in range(args.requests)]
+                results[mode].append(run_commands(mode, CLIENTS, work))
+                sent += 100 + args.requests
+            finally:
+                server.send_signal(signal.SIGTERM)
+                server.wait(30)
+    sink.shutdown()
+    assert statuses == {200: sent}, statuses
+    total = sum(svc.get_account(i).balance_cents for i in ids)
+    assert total == sent, f"{total} cents deposited, {sent} answered 200"
+    medians = {m: sorted(r, key=lambda x: x.rate)[len(r) // 2] for m, r in results.items()}
+    load = os.getloadavg()
+    print(
+        f"\nPOST deposit through gunicorn ({args.workers} workers), PostgreSQL, {CLIENTS} "
+        f"clients, {args.requests} per run, median of {args.rounds} interleaved rounds; "
+        f"load average {load[0]:.2f}"
+    )
+    header = f"{'tracing':<8} {'deposits/s':>11} {'p50 ms':>7} {'p99 ms':>7} {'vs off':>7}"
+    print(header)
+    print("-" * len(header))
+    off = medians["off"].rate
+    for mode in MODES:
+        r = medians[mode]
+        print(
+            f"{mode:<8} {r.rate:>11,.0f} {r.pct(50):>7.2f} {r.pct(99):>7.2f} {r.rate / off:>6.2f}x"
+        )
+    print(
+        f"tracing costs {1 - medians['100%'].rate / off:.1%} at 100% sampling (no target), "
+        f"{1 - medians['10%'].rate / off:.1%} at 10% (target: at most 5%); the receiver got "
+        f"{_Sink.received} export requests; every deposit answered 200 and is in the balances"
+    )
+
+
+if __name__ == "__main__":
+    main()
