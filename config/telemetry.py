@@ -51,7 +51,8 @@ def exporter(signal: str) -> str:
     Unset: ``otlp`` when an OTLP endpoint is configured, else ``none``.
 
     Raises:
-        ValueError: a value the specification does not define (the message names it).
+        ValueError: a value this product does not support (the message names it and the
+            supported ones; a comma-separated list of exporters is not supported).
     """
     name = f"OTEL_{signal}_EXPORTER"
     value = _env(name).lower()
@@ -89,8 +90,9 @@ def setup(*, span_exporter: Any = None, metric_reader: Any = None, batch: bool =
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 
-    attributes = {} if _env("OTEL_SERVICE_NAME") else {"service.name": "ledgerline"}
-    resource = Resource.create(attributes)
+    resource = Resource.create()  # OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES
+    if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
+        resource = resource.merge(Resource({"service.name": "ledgerline"}))
     if traces != "none":
         provider = TracerProvider(resource=resource)  # the sampler from OTEL_TRACES_SAMPLER
         if traces == "given":
@@ -113,14 +115,21 @@ def setup(*, span_exporter: Any = None, metric_reader: Any = None, batch: bool =
         else:
             reader = PeriodicExportingMetricReader(_otlp_metric_exporter())
         metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
-    if traces != "none":
-        _instrument_libraries()
+    _instrument_libraries(traces=traces != "none")
     _configured = True
     return True
 
 
+PROTOCOLS = ("http/protobuf", "grpc")
+
+
 def _grpc(signal: str) -> bool:
-    protocol = _env(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL") or _env("OTEL_EXPORTER_OTLP_PROTOCOL")
+    name = f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL"
+    if not _env(name):
+        name = "OTEL_EXPORTER_OTLP_PROTOCOL"
+    protocol = _env(name).lower() or "http/protobuf"
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"{name}={protocol!r}: use one of {', '.join(PROTOCOLS)}")
     return protocol == "grpc"
 
 
@@ -140,12 +149,12 @@ def _otlp_metric_exporter() -> Any:
     return OTLPMetricExporter()
 
 
-def _instrument_libraries() -> None:
+def _instrument_libraries(*, traces: bool) -> None:
     from opentelemetry.instrumentation.django import DjangoInstrumentor
 
     if not DjangoInstrumentor().is_instrumented_by_opentelemetry:
-        DjangoInstrumentor().instrument()
-    if _env("OTEL_PYTHON_DB_SPANS").lower() in ("false", "0", "off"):
+        DjangoInstrumentor().instrument()  # server spans, and the HTTP server metrics
+    if not traces or _env("OTEL_PYTHON_DB_SPANS").lower() in ("false", "0", "off"):
         return  # database calls stay inside our own spans' timing, without spans of their own
     from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
 

@@ -78,10 +78,12 @@ try:  # PostgreSQL's driver; absent where only SQLite is used
 
     _DRIVER_INTEGRITY_ERRORS: tuple[type[Exception], ...] = (psycopg.IntegrityError,)
     _DRIVER_OPERATIONAL_ERRORS: tuple[type[Exception], ...] = (psycopg.OperationalError,)
+    _DRIVER_ERRORS: tuple[type[Exception], ...] = (psycopg.Error,)
 except ImportError:  # pragma: no cover
     psycopg = None  # type: ignore[assignment]
     _DRIVER_INTEGRITY_ERRORS = ()
     _DRIVER_OPERATIONAL_ERRORS = ()
+    _DRIVER_ERRORS = ()
 
 
 def _prepared_statements() -> bool:
@@ -718,10 +720,9 @@ def stream_head(stream_id: uuid.UUID) -> StreamHead:
 
 def stream_version(stream_id: uuid.UUID) -> int:
     """Return the stream's current version (0 when it has no events)."""
-    with _cursor() as cursor:
-        _execute(
-            cursor, "SELECT MAX(version) FROM events WHERE stream_id = %s", [_db_uuid(stream_id)]
-        )
+    sql = "SELECT MAX(version) FROM events WHERE stream_id = %s"
+    with _cursor() as cursor, _traced(cursor, ("SELECT", "events", sql)):
+        _execute(cursor, sql, [_db_uuid(stream_id)])
         row = cursor.fetchone()
     return row[0] or 0
 
@@ -793,7 +794,7 @@ def _read_stream_data(
         sql += " AND version <= %s"
         params.append(up_to_version)
     sql += " ORDER BY version"
-    with _cursor() as cursor:
+    with _cursor() as cursor, _traced(cursor, ("SELECT", "events", sql)):
         _execute(cursor, sql, params)
         rows = cursor.fetchall()
     if not rows:
@@ -1270,6 +1271,20 @@ def _save_snapshot(
             ``version``.
     """
     _check_json(state, "snapshot state")
+    try:
+        return _insert_snapshot(stream_id, stream_type, version, schema_version, state, anchor)
+    except _DRIVER_ERRORS as exc:  # psycopg's own cursor: not wrapped in Django's errors
+        raise StoreUnavailableError(f"the snapshot was not stored ({exc})") from exc
+
+
+def _insert_snapshot(
+    stream_id: uuid.UUID,
+    stream_type: str,
+    version: int,
+    schema_version: int,
+    state: dict[str, Any],
+    anchor: str | None,
+) -> bool:
     cast = "%s::jsonb" if _is_postgres() else "%s"
     state_text = canonical_json(state)
     with _cursor() as cursor:
@@ -1343,7 +1358,7 @@ def _load_snapshot(
         sql += " AND s.version <= %s"
         params.append(up_to_version)
     sql += " ORDER BY s.version DESC LIMIT 1"
-    with _cursor() as cursor:
+    with _cursor() as cursor, _traced(cursor, ("SELECT", "snapshots", sql)):
         _execute(cursor, sql, params)
         row = cursor.fetchone()
     if row is None:

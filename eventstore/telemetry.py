@@ -7,6 +7,7 @@ once one is installed), so sampling, limits, processors and exporters are the SD
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from collections.abc import Iterable
 from types import TracebackType
@@ -61,10 +62,12 @@ class ActiveSpan:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.finish(exc)  # while the span is still current
-        if self._token is not None:
-            context_api.detach(self._token)  # type: ignore[arg-type]
-        self.span.end()
+        try:
+            self.finish(exc)  # while the span is still current
+        finally:
+            if self._token is not None:
+                context_api.detach(self._token)  # type: ignore[arg-type]
+            self.span.end()
 
     def finish(self, exc: BaseException | None) -> None:
         """What happens at the end of the block, before the span ends: an ``Exception`` is
@@ -149,6 +152,12 @@ def _db_attributes() -> dict[str, Any]:
     return attributes
 
 
+@functools.cache
+def _db_spans_on() -> bool:
+    """``OTEL_PYTHON_DB_SPANS=false`` leaves out every database span, the store's too."""
+    return os.environ.get("OTEL_PYTHON_DB_SPANS", "").strip().lower() not in ("false", "0", "off")
+
+
 def _in_dropped_trace() -> bool:
     """Whether the current span is a parent the sampler dropped (valid, not recording)."""
     current = trace.get_current_span()
@@ -165,7 +174,7 @@ class statements:  # noqa: N801 - used like a function
     __slots__ = ("spans",)
 
     def __init__(self, *described: tuple[str, str, str]) -> None:
-        if _in_dropped_trace():  # see ActiveSpan
+        if not _db_spans_on() or _in_dropped_trace():  # see ActiveSpan
             self.spans: list[trace.Span] = []
             return
         self.spans = [
@@ -192,7 +201,10 @@ class statements:  # noqa: N801 - used like a function
         tb: TracebackType | None,
     ) -> None:
         for span in self.spans:
-            if isinstance(exc, Exception) and span.is_recording():
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-            span.end()
+            try:
+                if isinstance(exc, Exception) and span.is_recording():
+                    span.set_attribute("error.type", type(exc).__qualname__)
+                    span.record_exception(exc)
+                    span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            finally:
+                span.end()

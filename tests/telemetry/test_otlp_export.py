@@ -216,3 +216,36 @@ def test_an_unknown_exporter_is_a_clear_error(tmp_path):
     )
     assert result.returncode != 0
     assert "OTEL_TRACES_EXPORTER='jaeger': use one of otlp, console, none" in result.stderr
+
+
+def test_the_resource_and_the_protocol_come_from_the_environment(tmp_path):
+    code = (
+        "import django; django.setup(); from config import telemetry;"
+        "print(telemetry.setup());"
+        "from opentelemetry import trace;"
+        "print(trace.get_tracer_provider().resource.attributes['service.name'])"
+    )
+
+    def run(**otel):
+        env = manage_env(f"sqlite:///{tmp_path / 'otel.sqlite3'}", **otel)
+        env["DJANGO_SETTINGS_MODULE"] = "config.settings"
+        return subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    named = run(OTEL_TRACES_EXPORTER="console", OTEL_RESOURCE_ATTRIBUTES="service.name=payments")
+    assert named.stdout.split() == ["True", "payments"], named.stderr
+    default = run(OTEL_TRACES_EXPORTER="console")
+    assert default.stdout.split() == ["True", "ledgerline"], default.stderr
+    wrong = run(
+        OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9", OTEL_EXPORTER_OTLP_PROTOCOL="http/json"
+    )
+    assert wrong.returncode != 0
+    assert (
+        "OTEL_EXPORTER_OTLP_PROTOCOL='http/json': use one of http/protobuf, grpc" in wrong.stderr
+    )
