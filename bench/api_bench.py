@@ -40,14 +40,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(url: str, port: int, workers: int) -> subprocess.Popen:
+def start_server(
+    url: str, port: int, workers: int, otel: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """gunicorn on loopback; with ``otel``, exactly those OTEL_* variables (none inherited)."""
+    inherited = (
+        os.environ
+        if otel is None
+        else {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    )
     env = {
-        **os.environ,
+        **inherited,
         "DATABASE_URL": url,
         **PRODUCTION_ENV,
         "ALLOWED_HOSTS": "127.0.0.1",
         "CONN_MAX_AGE": "60",
         "API_THROTTLE_RATE": "1000000/minute",
+        **(otel or {}),
     }
     server = subprocess.Popen(
         [

@@ -15,17 +15,12 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import subprocess
-import sys
-import time
 from http.server import ThreadingHTTPServer
 from threading import Thread
 
-from api_bench import free_port, request
+from api_bench import free_port, request, start_server
 from common import (
     BENCH_DB,
-    PRODUCTION_ENV,
-    ROOT,
     Result,
     recreate_database,
     run_commands,
@@ -36,47 +31,6 @@ from telemetry_bench import _Sink
 ACCOUNTS = 50
 CLIENTS = 4
 MODES = ("off", "100%", "10%")
-
-
-def start(url: str, port: int, workers: int, otel: dict[str, str]) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    env.update(
-        {
-            "DATABASE_URL": url,
-            **PRODUCTION_ENV,
-            "ALLOWED_HOSTS": "127.0.0.1",
-            "CONN_MAX_AGE": "60",
-            "API_THROTTLE_RATE": "1000000/minute",
-            **otel,
-        }
-    )
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "config.wsgi:application",
-            "--workers",
-            str(workers),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
-    import socket
-
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return server
-        except OSError:
-            time.sleep(0.1)
-    server.kill()
-    raise RuntimeError("gunicorn did not start")
 
 
 def main() -> None:
@@ -120,7 +74,7 @@ def main() -> None:
     for _ in range(args.rounds):
         for mode in MODES:
             port = free_port()
-            server = start(url, port, args.workers, otel[mode])
+            server = start_server(url, port, args.workers, otel[mode])
             try:
 
                 def deposit(i: int, port: int = port) -> None:

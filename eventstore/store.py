@@ -1248,20 +1248,6 @@ def save_snapshot(
         anchor: the hash of the stream's event at ``version`` when the caller has it (an
             append's ``AppendResult.heads``); read from the store otherwise. A snapshot with
             a wrong anchor is never used by loads.
-    """
-    with span("snapshot_store.save", "snapshot", aggregate_id=str(stream_id), version=version):
-        return _save_snapshot(stream_id, stream_type, version, schema_version, state, anchor)
-
-
-def _save_snapshot(
-    stream_id: uuid.UUID,
-    stream_type: str,
-    version: int,
-    schema_version: int,
-    state: dict[str, Any],
-    anchor: str | None,
-) -> bool:
-    """Store a snapshot of a stream's state at ``version`` (a no-op if one exists there).
 
     Returns:
         True when a new snapshot row was written.
@@ -1269,15 +1255,17 @@ def _save_snapshot(
     Raises:
         InvalidEventError: the state is not storable JSON, or the stream has no event at
             ``version``.
+        StoreUnavailableError: the database refused or did not answer.
     """
     _check_json(state, "snapshot state")
-    try:
-        return _insert_snapshot(stream_id, stream_type, version, schema_version, state, anchor)
-    except _DRIVER_ERRORS as exc:  # psycopg's own cursor: not wrapped in Django's errors
-        raise StoreUnavailableError(f"the snapshot was not stored ({exc})") from exc
+    with span("snapshot_store.save", "snapshot", aggregate_id=str(stream_id), version=version):
+        try:
+            return _save_snapshot(stream_id, stream_type, version, schema_version, state, anchor)
+        except _DRIVER_ERRORS as exc:  # psycopg's own cursor: not wrapped in Django's errors
+            raise StoreUnavailableError(f"the snapshot was not stored ({exc})") from exc
 
 
-def _insert_snapshot(
+def _save_snapshot(
     stream_id: uuid.UUID,
     stream_type: str,
     version: int,
