@@ -101,13 +101,8 @@ def request(port: int, method: str, path: str, token: str, body: dict | None = N
         conn.close()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=3000)
-    parser.add_argument("--workers", type=int, default=4)
-    args = parser.parse_args()
-    url = recreate_database(BENCH_DB)
-    setup_django(url)
+def teller_and_accounts(count: int) -> tuple[str, list]:
+    """A teller's API token and ``count`` fresh accounts (Django set up on the bench DB)."""
     from django.contrib.auth.models import Group, User
     from rest_framework.authtoken.models import Token
 
@@ -117,10 +112,22 @@ def main() -> None:
     user = User.objects.create_user("bench-teller")
     user.groups.add(Group.objects.get(name="tellers"))
     token = Token.objects.create(user=user).key
-    ids = [
-        svc.open_account(holder_name=f"Bench {i}", actor=Actor.system("bench")).id
-        for i in range(ACCOUNTS)
+    actor = Actor.system("bench")
+    return token, [
+        svc.open_account(holder_name=f"Bench {i}", actor=actor).id for i in range(count)
     ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--workers", type=int, default=4)
+    args = parser.parse_args()
+    url = recreate_database(BENCH_DB)
+    setup_django(url)
+    from bank.services import accounts as svc
+
+    token, ids = teller_and_accounts(ACCOUNTS)
     port = free_port()
     server = start_server(url, port, args.workers)
     statuses: dict[str, dict[int, int]] = {"deposit": {}, "get": {}}

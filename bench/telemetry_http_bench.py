@@ -18,7 +18,7 @@ import signal
 from http.server import ThreadingHTTPServer
 from threading import Thread
 
-from api_bench import free_port, request, start_server
+from api_bench import free_port, request, start_server, teller_and_accounts
 from common import (
     BENCH_DB,
     Result,
@@ -41,20 +41,11 @@ def main() -> None:
     args = parser.parse_args()
     url = recreate_database(BENCH_DB)
     setup_django(url)
-    from django.contrib.auth.models import Group, User
     from django.db import connections
-    from rest_framework.authtoken.models import Token
 
-    from bank.services import Actor
     from bank.services import accounts as svc
 
-    user = User.objects.create_user("bench-teller")
-    user.groups.add(Group.objects.get(name="tellers"))
-    token = Token.objects.create(user=user).key
-    ids = [
-        svc.open_account(holder_name=f"Bench {i}", actor=Actor.system("bench")).id
-        for i in range(ACCOUNTS)
-    ]
+    token, ids = teller_and_accounts(ACCOUNTS)
     connections.close_all()
     sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
     Thread(target=sink.serve_forever, daemon=True).start()

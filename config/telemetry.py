@@ -10,8 +10,8 @@ release: with nothing configured (no exporter variable and no OTLP endpoint) not
 installed, so the API's no-op tracer and meter stay in place and nothing tries to connect.
 An OTLP endpoint alone means ``otlp`` for both signals.
 
-``OTEL_LOGS_EXPORTER``: the Python SDK's logs signal is still under a private module
-(``opentelemetry.sdk._logs``), which this project does not import; log records go to
+``OTEL_LOGS_EXPORTER``: the Python SDK's logs signal is not public API yet (its module is
+marked private), so this project does not use it; log records go to
 standard error, one line each, with the trace and span ids of the span they were written
 in (``TraceIdFilter``), for a collector's file or container log receiver to pick up.
 

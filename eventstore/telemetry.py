@@ -72,10 +72,16 @@ class ActiveSpan:
     def finish(self, exc: BaseException | None) -> None:
         """What happens at the end of the block, before the span ends: an ``Exception`` is
         recorded on the span and sets its status to error. Subclasses add their own."""
-        span = self.span
-        if isinstance(exc, Exception) and span.is_recording():
-            span.record_exception(exc)
-            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        record_failure(self.span, exc, f"{type(exc).__name__}: {exc}")
+
+
+def record_failure(span: trace.Span, exc: BaseException | None, description: str) -> None:
+    """An ``Exception`` ending a span's block: recorded on it (``error.type``, the exception
+    event) and the span's status set to error with ``description``. Nothing else is."""
+    if isinstance(exc, Exception) and span.is_recording():
+        span.set_attribute("error.type", type(exc).__qualname__)
+        span.record_exception(exc)
+        span.set_status(Status(StatusCode.ERROR, description))
 
 
 @functools.cache
@@ -202,9 +208,6 @@ class statements:  # noqa: N801 - used like a function
     ) -> None:
         for span in self.spans:
             try:
-                if isinstance(exc, Exception) and span.is_recording():
-                    span.set_attribute("error.type", type(exc).__qualname__)
-                    span.record_exception(exc)
-                    span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                record_failure(span, exc, type(exc).__name__)
             finally:
                 span.end()

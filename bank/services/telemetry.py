@@ -7,10 +7,9 @@ import uuid
 from typing import Any
 
 from opentelemetry import metrics, trace
-from opentelemetry.trace import Status, StatusCode
 
 from bank.domain import DomainError
-from eventstore.telemetry import ActiveSpan
+from eventstore.telemetry import ActiveSpan, record_failure
 
 from .errors import ServiceError
 
@@ -56,13 +55,10 @@ class command_span(ActiveSpan):  # noqa: N801 - used like the function it replac
             outcome = "refused" if isinstance(exc, DomainError) else exc.code
             if span.is_recording():
                 span.set_attribute("error.code", exc.code)
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, f"{exc.code}: {exc}"))
+            record_failure(span, exc, f"{exc.code}: {exc}")
         else:
             outcome = "error"
-            if isinstance(exc, Exception) and span.is_recording():
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            record_failure(span, exc, type(exc).__name__)
         command_duration.record(
             time.perf_counter() - self._started, {"command": self._name, "outcome": outcome}
         )

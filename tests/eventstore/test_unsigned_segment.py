@@ -17,7 +17,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 import eventstore as es
-from eventstore.hashing import GENESIS_HASH, canonical_json, canonical_time, chain, content_text
+from eventstore.hashing import GENESIS_HASH, event_hash
 from tests.support import new_event
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -44,20 +44,18 @@ def _old_style_append(stream_id, count):
         for version in range(1, count + 1):
             event_id, now = uuid.uuid4(), timezone.now()
             data, metadata = {"n": version}, {}
-            previous = chain(
-                previous,
-                content_text(
-                    event_id=event_id,
-                    stream_id=stream_id,
-                    stream_type="legacy",
-                    version=version,
-                    event_type="Old",
-                    schema_version=1,
-                    data_json=canonical_json(data),
-                    metadata_json=canonical_json(metadata),
-                    occurred_at=now,
-                    recorded_text=canonical_time(now),
-                ),
+            previous = event_hash(
+                previous_hash=previous,
+                event_id=event_id,
+                stream_id=stream_id,
+                stream_type="legacy",
+                version=version,
+                event_type="Old",
+                data=data,
+                metadata=metadata,
+                occurred_at=now,
+                recorded_at=now,
+                schema_version=1,
             )
             cursor.execute(
                 "INSERT INTO events (event_id, stream_id, stream_type, version, event_type, "
