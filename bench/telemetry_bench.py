@@ -69,7 +69,7 @@ def worker(mode: str, deposits: int, accounts: int) -> None:
     print(json.dumps({"mode": mode, "rate": deposits / elapsed}))
 
 
-class _Sink(BaseHTTPRequestHandler):
+class Sink(BaseHTTPRequestHandler):
     """A receiver that keeps connections open (HTTP/1.1), as a collector does."""
 
     protocol_version = "HTTP/1.1"
@@ -77,7 +77,7 @@ class _Sink(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802
         self.rfile.read(int(self.headers["Content-Length"]))
-        _Sink.received += 1
+        Sink.received += 1
         self.send_response(200)
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -96,7 +96,7 @@ def main() -> None:
     if args.worker:
         worker(args.worker, args.deposits, args.accounts)
         return
-    sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+    sink = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
     Thread(target=sink.serve_forever, daemon=True).start()
     rates: dict[str, list[float]] = {mode: [] for mode in MODES}
     for _ in range(args.rounds):  # interleaved, so drift in the machine hits every mode
@@ -144,7 +144,7 @@ def main() -> None:
     print(
         f"tracing with OTLP export costs {cost:.1%} of throughput at 100% sampling (no "
         f"target), {sampled:.1%} at 10% (target: at most 5%); the receiver got "
-        f"{_Sink.received} export requests"
+        f"{Sink.received} export requests"
     )
 
 

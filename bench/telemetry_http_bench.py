@@ -26,7 +26,7 @@ from common import (
     run_commands,
     setup_django,
 )
-from telemetry_bench import _Sink
+from telemetry_bench import Sink
 
 ACCOUNTS = 50
 CLIENTS = 4
@@ -47,7 +47,7 @@ def main() -> None:
 
     token, ids = teller_and_accounts(ACCOUNTS)
     connections.close_all()
-    sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+    sink = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
     Thread(target=sink.serve_forever, daemon=True).start()
     endpoint = f"http://127.0.0.1:{sink.server_address[1]}"
     otel = {
@@ -103,7 +103,7 @@ def main() -> None:
     print(
         f"tracing costs {1 - medians['100%'].rate / off:.1%} at 100% sampling (no target), "
         f"{1 - medians['10%'].rate / off:.1%} at 10% (target: at most 5%); the receiver got "
-        f"{_Sink.received} export requests; every deposit answered 200 and is in the balances"
+        f"{Sink.received} export requests; every deposit answered 200 and is in the balances"
     )
 
 

@@ -1,13 +1,12 @@
 """A reusable, append-only event store for Django (knows nothing about banks).
 
-The public API is what this module exports; import nothing else from outside the package.
-Functions that touch the database are loaded lazily so that importing the package is safe
+The public API is what this module exports; import nothing else from outside the package
+(an import-linter contract and tests/test_private_imports.py hold everyone to that). None
+of these modules imports the ORM models at import time, so importing the package is safe
 before Django's app registry is ready.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from .errors import (
     ConcurrencyError,
@@ -18,6 +17,7 @@ from .errors import (
     StoreUnavailableError,
     StreamNotFound,
 )
+from .evidence import build_pack
 from .records import (
     AppendResult,
     EventData,
@@ -30,36 +30,35 @@ from .records import (
     StreamData,
     StreamHead,
 )
+from .store import (
+    APPEND_CHANNEL,
+    append,
+    append_streams,
+    count_after,
+    head_position,
+    load_snapshot,
+    load_streams,
+    lock_streams,
+    read_all,
+    read_stream,
+    save_snapshot,
+    stream_head,
+    stream_version,
+    version_at,
+)
 from .upcasting import register_upcaster
-
-_LAZY = {
-    "APPEND_CHANNEL": "store",
-    "append": "store",
-    "append_streams": "store",
-    "read_stream": "store",
-    "read_stream_data": "store",
-    "load_streams": "store",
-    "read_all": "store",
-    "stream_version": "store",
-    "stream_head": "store",
-    "lock_streams": "store",
-    "version_at": "store",
-    "head_position": "store",
-    "count_after": "store",
-    "load_snapshot": "store",
-    "save_snapshot": "store",
-    "verify_stream": "verification",
-    "verify_all": "verification",
-    "make_digest": "verification",
-    "run_verification": "verification",
-    "stream_status": "verification",
-    "last_run": "verification",
-    "signing_epoch": "verification",
-    "register_snapshot_replay": "verification",
-    "integrity_problems": "verification",
-    "trigger_problems": "verification",
-    "build_pack": "evidence",
-}
+from .verification import (
+    integrity_problems,
+    last_run,
+    make_digest,
+    register_snapshot_replay,
+    run_verification,
+    signing_epoch,
+    stream_status,
+    trigger_problems,
+    verify_all,
+    verify_stream,
+)
 
 __all__ = [
     "APPEND_CHANNEL",
@@ -80,17 +79,29 @@ __all__ = [
     "StreamData",
     "StreamHead",
     "StreamNotFound",
+    "append",
+    "append_streams",
+    "build_pack",
+    "count_after",
+    "head_position",
+    "integrity_problems",
+    "last_run",
+    "load_snapshot",
+    "load_streams",
+    "lock_streams",
+    "make_digest",
+    "read_all",
+    "read_stream",
+    "register_snapshot_replay",
     "register_upcaster",
-    *_LAZY,
+    "run_verification",
+    "save_snapshot",
+    "signing_epoch",
+    "stream_head",
+    "stream_status",
+    "stream_version",
+    "trigger_problems",
+    "verify_all",
+    "verify_stream",
+    "version_at",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'eventstore' has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value

@@ -1100,17 +1100,6 @@ def _event_data(rows: Sequence[Sequence[Any]]) -> list[EventData]:
     return [EventData(r[0], r[1], r[2], loads(r[3])) for r in rows]
 
 
-def iter_stream_rows(stream_id: uuid.UUID, *, after_version: int = 0) -> Iterable[Sequence[Any]]:
-    """Yield a stream's raw rows (position ... hash) in version order, for verification."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE stream_id = %s AND version > %s "
-            "ORDER BY version",
-            [_db_uuid(stream_id), after_version],
-        )
-        yield from cursor.fetchall()
-
-
 def version_at(stream_id: uuid.UUID, at: datetime) -> int:
     """Return the newest version of a stream whose event occurred at or before ``at``.
 

@@ -14,7 +14,7 @@ from .errors import (
     InvalidTransfer,
 )
 from .events import EVENT_TYPES, AccountEvent, event_from_data
-from .money import CURRENCIES, MAX_CENTS, Money
+from .money import CURRENCIES, MAX_CENTS
 
 __all__ = [
     "ACTIVE",
@@ -34,7 +34,6 @@ __all__ = [
     "InvalidInput",
     "InvalidStateTransition",
     "InvalidTransfer",
-    "Money",
     "balance_change",
     "event_from_data",
 ]

@@ -1,8 +1,7 @@
-"""Money as integer minor units (cents) with an ISO 4217 currency code."""
+"""Amounts as integer minor units (cents) and ISO 4217 currency codes, checked."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 from .errors import INVALID_AMOUNT_MESSAGE, InvalidAmount, InvalidInput
 
@@ -52,18 +51,3 @@ def check_currency(currency: object) -> str:
     if not isinstance(currency, str) or currency not in CURRENCIES:
         raise InvalidInput("currency", f"{currency!r} is not an ISO 4217 currency code")
     return currency
-
-
-@dataclass(frozen=True, slots=True)
-class Money:
-    """A positive amount of money; bounds are checked at construction."""
-
-    amount_cents: int
-    currency: str
-
-    def __post_init__(self) -> None:
-        check_amount(self.amount_cents)
-        check_currency(self.currency)
-
-    def __str__(self) -> str:
-        return f"{self.amount_cents} {self.currency} cents"

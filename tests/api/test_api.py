@@ -576,14 +576,14 @@ def test_real_world_unicode_names_are_kept_normalised(teller):
 
 def test_a_forged_snapshot_never_reaches_the_api(teller, settings):
     """Issue 14's attack: a snapshot row INSERTed by hand with a balance of 10^11 cents."""
-    from tests.eventstore.test_integrity import _forge_snapshot
+    from tests.eventstore.forgery import forge_snapshot
 
     settings.SNAPSHOT_INTERVAL = 1000
     opened = teller.post(
         "/api/accounts/", {"holder_name": "Target", "initial_balance_cents": 1_234}, format="json"
     ).json()
     forged = {**{k: opened[k] for k in ("holder_name", "currency", "status")}}
-    _forge_snapshot(uuid.UUID(opened["id"]), 1, {**forged, "balance_cents": 100_000_000_000})
+    forge_snapshot(uuid.UUID(opened["id"]), 1, {**forged, "balance_cents": 100_000_000_000})
     shown = teller.get(f"/api/accounts/{opened['id']}/").json()
     assert shown["balance_cents"] == 1_234
     refused = teller.post(

@@ -8,111 +8,25 @@ only the application's Ed25519 key is out of reach.
 from __future__ import annotations
 
 import base64
-import json
 import logging
-import uuid
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.core.management import CommandError, call_command
 from django.db import connection
-from django.utils import timezone
 
 import eventstore as es
 from bank.domain import InsufficientFunds
 from bank.services import Actor
 from bank.services import accounts as svc
-from eventstore.hashing import canonical_json, event_hash
-from eventstore.signing import generate_key_text, parse_keyring, seal_message, snapshot_message
+from eventstore.hashing import canonical_json
+from eventstore.signing import generate_key_text, parse_keyring, snapshot_message
+from tests.eventstore.forgery import forge_event, forge_snapshot, jsonb_param
 from tests.support import triggers_disabled
 
 pytestmark = pytest.mark.django_db
 
 SYSTEM = Actor.system("tests")
-
-
-def _db(stream):
-    return stream if connection.vendor == "postgresql" else stream.hex
-
-
-def _jsonb():
-    return "%s::jsonb" if connection.vendor == "postgresql" else "%s"
-
-
-def _forge_snapshot(account_id, version, state, *, signature="", key_id="dev", anchor=None):
-    """INSERT a snapshot as anyone allowed to INSERT into ``snapshots`` could."""
-    with connection.cursor() as cursor:
-        if anchor is None:
-            cursor.execute(
-                "SELECT hash FROM events WHERE stream_id = %s AND version = %s",
-                [_db(account_id), version],
-            )
-            anchor = cursor.fetchone()[0]
-        cursor.execute(
-            "INSERT INTO snapshots (stream_id, stream_type, version, schema_version, state, "
-            f"created_at, anchor_hash, signature, key_id) VALUES (%s, %s, %s, 1, {_jsonb()}, "
-            "%s, %s, %s, %s)",
-            [
-                _db(account_id),
-                "bank.account",
-                version,
-                canonical_json(state),
-                connection.ops.adapt_datetimefield_value(timezone.now()),
-                anchor,
-                signature or None,
-                key_id if signature else None,
-            ],
-        )
-
-
-def _forge_event(stream_id, data, *, sign_with=None, key_id="dev"):
-    """INSERT the stream's next event with a correct SHA-256 chain hash (and, optionally, a
-    signature made with ``sign_with``, a private key that is not the application's)."""
-    (last,) = es.read_stream(stream_id, upcasted=False)[-1:]
-    version = last.version + 1
-    event_id = uuid.uuid4()
-    now = timezone.now()
-    metadata = {"actor": {"type": "user", "username": "mallory"}}
-    new_hash = event_hash(
-        previous_hash=last.hash,
-        event_id=event_id,
-        stream_id=stream_id,
-        stream_type=last.stream_type,
-        version=version,
-        event_type="MoneyDeposited",
-        data=data,
-        metadata=metadata,
-        occurred_at=now,
-        recorded_at=now,
-        schema_version=1,
-    )
-    signature = None
-    if sign_with is not None:
-        raw = sign_with.sign(seal_message(stream_id, version, version, new_hash))
-        signature = base64.b64encode(raw).decode()
-    adapt = connection.ops.adapt_datetimefield_value
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO events (event_id, stream_id, stream_type, version, event_type, "
-            "schema_version, data, metadata, occurred_at, recorded_at, commit_id, hash, "
-            f"signature, key_id) VALUES (%s, %s, %s, %s, 'MoneyDeposited', 1, {_jsonb()}, "
-            f"{_jsonb()}, %s, %s, %s, %s, %s, %s)",
-            [
-                _db(event_id),
-                _db(stream_id),
-                last.stream_type,
-                version,
-                json.dumps(data),
-                json.dumps(metadata),
-                adapt(now),
-                adapt(now),
-                last.commit_id + 1_000_000,
-                new_hash,
-                signature,
-                key_id if signature else None,
-            ],
-        )
-    return version
 
 
 def _verify_fails(capsys, *args):
@@ -142,11 +56,11 @@ def test_a_forged_snapshot_is_never_used_and_is_reported(account, capsys, caplog
         "status": "active",
     }
     # Unsigned; then with a signature by another key under the application's key id.
-    _forge_snapshot(account, 4, forged)
+    forge_snapshot(account, 4, forged)
     other = Ed25519PrivateKey.generate()
     anchor = es.read_stream(account)[4].hash
     message = snapshot_message(account, 5, 1, anchor, canonical_json(forged))
-    _forge_snapshot(account, 5, forged, signature=base64.b64encode(other.sign(message)).decode())
+    forge_snapshot(account, 5, forged, signature=base64.b64encode(other.sign(message)).decode())
 
     with caplog.at_level(logging.WARNING, logger="eventstore.security"):
         replayed = svc.get_account(account)
@@ -192,14 +106,14 @@ def test_a_snapshot_whose_state_is_not_the_replay_is_reported(account, capsys):
     key_id, signature = es.signing.keyring().sign(
         snapshot_message(account, 5, 1, anchor, canonical_json(state))
     )
-    _forge_snapshot(account, 5, state, signature=signature, key_id=key_id, anchor=anchor)
+    forge_snapshot(account, 5, state, signature=signature, key_id=key_id, anchor=anchor)
     err = _verify_fails(capsys, "--full")
     assert "snapshot at version 5: its state is not the replay" in err
 
 
 def test_an_event_with_a_correct_hash_but_no_signature_is_named(account, capsys):
     call_command("verify_events", "--full", verbosity=0)
-    version = _forge_event(account, {"amount_cents": 1_000_000, "description": ""})
+    version = forge_event(account, {"amount_cents": 1_000_000, "description": ""})
     # The incremental run reads the new event and names it; so does a full run.
     for args in ((), ("--full",)):
         err = _verify_fails(capsys, *args)
@@ -225,7 +139,7 @@ def test_an_event_with_a_correct_hash_but_no_signature_is_named(account, capsys)
 def test_an_event_signed_with_a_key_the_store_does_not_trust_is_named(
     account, capsys, key_id, named
 ):
-    version = _forge_event(
+    version = forge_event(
         account,
         {"amount_cents": 1_000_000, "description": ""},
         sign_with=Ed25519PrivateKey.generate(),
@@ -284,7 +198,7 @@ def test_incremental_runs_check_only_what_is_new_and_full_finds_old_tampering(ac
     victim = es.read_stream(account)[1]
     with triggers_disabled(), connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE events SET data = {_jsonb()} WHERE position = %s",
+            f"UPDATE events SET data = {jsonb_param()} WHERE position = %s",
             ['{"amount_cents": 999999, "description": ""}', victim.position],
         )
     call_command("verify_events", verbosity=0)
@@ -300,7 +214,7 @@ def test_incremental_runs_check_only_what_is_new_and_full_finds_old_tampering(ac
 
 def test_a_forged_verification_record_does_not_hide_a_forged_event(account, capsys):
     call_command("verify_events", "--full", verbosity=0)
-    version = _forge_event(account, {"amount_cents": 77, "description": ""})
+    version = forge_event(account, {"amount_cents": 77, "description": ""})
     # The attacker also moves the account's recorded verified head onto the forged event.
     from eventstore.models import StreamVerification
 
@@ -341,7 +255,7 @@ def test_health_fails_without_a_recent_full_verification(account, settings):
 def test_an_event_slipped_in_before_the_applications_next_append_is_still_named(account, capsys):
     """The application appends on top of a forged event (it loads the forged head and chains
     to it): its signature covers only its own versions, so the forged one stays uncovered."""
-    version = _forge_event(account, {"amount_cents": 1_000_000, "description": ""})
+    version = forge_event(account, {"amount_cents": 1_000_000, "description": ""})
     svc.deposit(account_id=account, amount_cents=1, actor=SYSTEM)  # version + 1, signed
     err = _verify_fails(capsys, "--full")
     assert (
@@ -352,7 +266,7 @@ def test_an_event_slipped_in_before_the_applications_next_append_is_still_named(
 
 
 def test_an_event_inserted_with_a_chosen_position_is_named(account, capsys):
-    version = _forge_event(account, {"amount_cents": 5, "description": ""})
+    version = forge_event(account, {"amount_cents": 5, "description": ""})
     forged = es.read_stream(account)[-1]
     with triggers_disabled(), connection.cursor() as cursor:  # as if INSERTed with it
         cursor.execute("UPDATE events SET position = -7 WHERE position = %s", [forged.position])

@@ -101,9 +101,9 @@ def test_events_from_before_signing_verify_as_the_unsigned_segment(legacy_stream
     # An unsigned event added now is not part of that segment: it is named.
     other = uuid.uuid4()
     es.append(other, [new_event("New")], stream_type="legacy", expected_version=0)
-    from tests.eventstore.test_integrity import _forge_event
+    from tests.eventstore.forgery import forge_event
 
-    version = _forge_event(other, {"n": 2})
+    version = forge_event(other, {"n": 2})
     with pytest.raises(CommandError):
         call_command("verify_events", "--full", verbosity=0)
     assert f"stream {other}: version {version}: not covered" in capsys.readouterr().err
@@ -111,9 +111,9 @@ def test_events_from_before_signing_verify_as_the_unsigned_segment(legacy_stream
 
 def test_a_row_slipped_into_the_unsigned_segment_is_counted(legacy_stream, capsys):
     """Below the epoch nothing needs a signature, so the migration counted the rows there."""
-    from tests.eventstore.test_integrity import _forge_event
+    from tests.eventstore.forgery import forge_event
 
-    version = _forge_event(legacy_stream, {"n": 4})
+    version = forge_event(legacy_stream, {"n": 4})
     forged = es.read_stream(legacy_stream)[-1]
     free = min(e.position for e in es.read_stream(legacy_stream)) - 1
     from tests.support import triggers_disabled
