@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 Clock = Callable[[], datetime]
 
@@ -41,6 +41,23 @@ class Actor:
         return {"id": self.user_id, "username": self.username, "auth": self.auth}
 
 
+class Metadata(TypedDict, total=False):
+    """The keywords every command takes besides its own (``**metadata: Unpack[Metadata]``:
+    written once, and a misspelled one is a type error and a ``TypeError``).
+
+    Attributes:
+        correlation_id: ties the command's events to a request (a new id by default).
+        causation_id: the event or command that caused this one.
+        idempotency_key: the client's key for a retried request.
+        clock: when the events occurred (the system clock by default; tests pin it).
+    """
+
+    correlation_id: uuid.UUID | None
+    causation_id: uuid.UUID | None
+    idempotency_key: str | None
+    clock: Clock
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CommandContext:
     """Metadata every command carries into its events."""
@@ -50,6 +67,18 @@ class CommandContext:
     causation_id: uuid.UUID | None = None
     idempotency_key: str | None = None
     clock: Clock = system_clock
+
+    @classmethod
+    def of(cls, actor: Actor, **metadata: Unpack[Metadata]) -> CommandContext:
+        """The context of one command, built once.
+
+        Raises:
+            TypeError: ``actor`` is not an Actor (every command records who issued it), or
+                an unknown keyword.
+        """
+        if not isinstance(actor, Actor):
+            raise TypeError("actor must be an Actor: every command records who issued it")
+        return cls(actor=actor, **metadata)
 
     def metadata(self, command: str) -> dict[str, Any]:
         data: dict[str, Any] = {

@@ -475,7 +475,9 @@ def test_a_database_outage_is_a_503_with_retry_after(teller, open_account, monke
     def down(*args, **kwargs):
         raise OperationalError("connection refused")
 
-    monkeypatch.setattr(svc, "_load", down)
+    from bank.services import repository
+
+    monkeypatch.setattr(repository, "load", down)
     response = post(teller, f"/api/accounts/{account['id']}/deposit/", {"amount_cents": 1})
     assert_problem(response, 503, "database_unavailable")
     assert response["Retry-After"] == "2"

@@ -388,14 +388,16 @@ def test_a_snapshot_that_cannot_be_stored_after_the_commit_does_not_fail_the_com
 def first_attempts(monkeypatch):
     """Records the commands that ran on the optimistic first attempt (no transaction)."""
     ran = []
-    real = svc._attempt
+    from bank.services import unit_of_work
+
+    real = unit_of_work.attempt
 
     def recording(command, *args, locked=False):
         if not locked:
             ran.append(command)
         return real(command, *args, locked=locked)
 
-    monkeypatch.setattr(svc, "_attempt", recording)
+    monkeypatch.setattr(unit_of_work, "attempt", recording)
     return ran
 
 

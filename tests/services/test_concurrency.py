@@ -90,17 +90,19 @@ def test_opposite_transfers_between_two_accounts_finish_without_deadlock_and_con
 def _race_after_load(monkeypatch, account_id, write, times=1):
     """After the command has loaded the account, run ``write(stream_id, loaded)`` in
     another thread, on its own connection, and wait for it (up to ``times`` loads)."""
-    real_load = svc._load
+    from bank.services import repository
+
+    real_load = repository.load
     calls = []
 
-    def load_then_race(stream_id, **kwargs):
-        loaded = real_load(stream_id, **kwargs)
-        if stream_id == account_id and len(calls) < times:
-            calls.append(stream_id)
+    def load_then_race(account_ids, **kwargs):
+        loaded = real_load(account_ids, **kwargs)
+        if account_id in account_ids and len(calls) < times:
+            calls.append(account_id)
 
             def other_writer():
                 try:
-                    write(stream_id, loaded)
+                    write(account_id, loaded)
                 finally:
                     connections.close_all()
 
@@ -109,7 +111,7 @@ def _race_after_load(monkeypatch, account_id, write, times=1):
             writer.join(30)
         return loaded
 
-    monkeypatch.setattr(svc, "_load", load_then_race)
+    monkeypatch.setattr(repository, "load", load_then_race)
     return calls
 
 
