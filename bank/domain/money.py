@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from .errors import INVALID_AMOUNT_MESSAGE, InvalidAmount, InvalidInput
 
 # Amounts and balances stay within 2^53 - 1: JavaScript clients read them exactly, and no
