@@ -33,11 +33,11 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from bank import selectors
 from bank.domain import MAX_CENTS, DomainError
 from bank.domain.text import DESCRIPTION_MAX, REASON_MAX
 from bank.services import Actor
 from bank.services import accounts as svc
-from bank.services.audit import account_integrity, account_timeline, timeline_rows
 from bank.services.errors import AccountNotFound, ServiceError
 from projections.models import AccountBalance
 
@@ -148,15 +148,7 @@ class AccountAdmin(admin.ModelAdmin):
         )
 
     def get_search_results(self, request: HttpRequest, queryset: Any, search_term: str) -> Any:
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        try:
-            return queryset.filter(account_id=uuid.UUID(term)), False
-        except ValueError:
-            from projections.accounts import search_key
-
-            return queryset.filter(holder_search__contains=search_key(term)), False
+        return selectors.find_accounts(queryset, search_term), False
 
     def get_urls(self) -> list[Any]:
         view = self.admin_site.admin_view
@@ -192,7 +184,7 @@ class AccountAdmin(admin.ModelAdmin):
         except ValueError:
             page = 1
         try:
-            timeline = account_timeline(account_id, page=page)
+            timeline = selectors.account_timeline(account_id, page=page)
         except AccountNotFound:
             self.message_user(request, f"Account {account_id} does not exist.", messages.ERROR)
             return HttpResponseRedirect(reverse("admin:projections_accountbalance_changelist"))
@@ -207,7 +199,7 @@ class AccountAdmin(admin.ModelAdmin):
                 try:
                     if moment is not None and timezone.is_naive(moment):
                         moment = timezone.make_aware(moment)
-                    past = svc.account_at(account_id, version=version or None, at=moment)
+                    past = selectors.account_at(account_id, version=version or None, at=moment)
                 except (ServiceError, DomainError) as exc:
                     self.message_user(request, str(exc), messages.WARNING)
         may_command = request.user.has_perm(COMMAND_PERMISSION)
@@ -245,7 +237,7 @@ class AccountAdmin(admin.ModelAdmin):
     def export_view(self, request: HttpRequest, account_id: uuid.UUID) -> HttpResponse:
         self._check_view(request)
         try:
-            svc.get_account(account_id)
+            selectors.get_account(account_id)
         except AccountNotFound:
             raise Http404(f"account {account_id} does not exist") from None
 
@@ -271,7 +263,7 @@ class AccountAdmin(admin.ModelAdmin):
 
         def lines() -> Any:
             yield writer.writerow(header)
-            for row in timeline_rows(account_id):
+            for row in selectors.timeline_rows(account_id):
                 yield writer.writerow(
                     [
                         csv_safe(getattr(row, name))
@@ -298,7 +290,7 @@ class AccountAdmin(admin.ModelAdmin):
         form_class, label = COMMANDS[command]
         form = form_class(request.POST, prefix=command)
         back = reverse("admin:bank_account_audit", args=[account_id])
-        integrity = account_integrity(account_id)
+        integrity = selectors.account_integrity(account_id)
         if not integrity.ok:
             self.message_user(
                 request,

@@ -23,12 +23,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from bank import selectors
 from bank.domain import CURRENCIES
 from bank.domain.text import DESCRIPTION_MAX, HOLDER_NAME_MAX, REASON_MAX
 from bank.services import Actor
 from bank.services import accounts as svc
-from projections.accounts import search_key
-from projections.models import AccountBalance, TransactionHistory
+from bank.services.errors import AccountNotFound
 
 from .fields import AmountField, StrictIntegerField, StrictSerializer, TextField
 from .idempotency import HEADER as IDEMPOTENCY_HEADER
@@ -195,11 +195,9 @@ class AccountCollectionApi(APIView):
     def get(self, request: Request) -> Response:
         query = self.ListQuery(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
-        accounts = AccountBalance.objects.order_by("holder_name", "account_id")
-        if status := query.validated_data.get("status"):
-            accounts = accounts.filter(status=status)
-        if search := query.validated_data.get("search"):
-            accounts = accounts.filter(holder_search__contains=search_key(search.strip()))
+        accounts = selectors.account_list(
+            status=query.validated_data.get("status"), search=query.validated_data.get("search")
+        )
         paginator = Pagination()
         page = paginator.paginate_queryset(accounts, request, view=self)
         rows = [
@@ -277,9 +275,9 @@ class AccountDetailApi(APIView):
         version = query.validated_data.get("as_of_version")
         moment = query.validated_data.get("as_of")
         if version is not None or moment is not None:
-            state = svc.account_at(account_id, version=version, at=moment)
+            state = selectors.account_at(account_id, version=version, at=moment)
         else:
-            state = svc.get_account(account_id)
+            state = selectors.get_account(account_id)
         return account_response(state)
 
 
@@ -426,11 +424,11 @@ class AccountEventsApi(APIView):
         query = PageQuery(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
         page, size = query.validated_data["page"], query.validated_data["page_size"]
-        count = svc.account_version(account_id)
+        count = selectors.account_version(account_id)
         if count == 0:
-            svc.get_account(account_id)  # raises AccountNotFound
+            raise AccountNotFound(account_id)
         events = (
-            svc.account_events(account_id, after_version=(page - 1) * size, limit=size)
+            selectors.account_events(account_id, after_version=(page - 1) * size, limit=size)
             if (page - 1) * size < count
             else []
         )
@@ -470,9 +468,7 @@ class AccountTransactionsApi(APIView):
     )
     def get(self, request: Request, account_id: uuid.UUID) -> Response:
         PageQuery(data=request.query_params.dict()).is_valid(raise_exception=True)
-        if svc.account_version(account_id) == 0:
-            svc.get_account(account_id)  # raises AccountNotFound
-        rows = TransactionHistory.objects.filter(account_id=account_id).order_by("version")
+        rows = selectors.transactions(account_id)
         paginator = Pagination()
         page = paginator.paginate_queryset(rows, request, view=self)
         return paginator.get_paginated_response(TransactionOutput(page, many=True).data)

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from .account import ACTIVE, CLOSED, FROZEN, Account, AccountSnapshot, balance_change
+from .account import (
+    ACTIVE,
+    CLOSED,
+    FROZEN,
+    STREAM_TYPE,
+    Account,
+    AccountSnapshot,
+    balance_change,
+    status_after,
+)
 from .errors import (
     AccountNotActive,
     BalanceNotZero,
@@ -13,7 +22,19 @@ from .errors import (
     InvalidStateTransition,
     InvalidTransfer,
 )
-from .events import EVENT_TYPES, AccountEvent, event_from_data
+from .events import (
+    EVENT_TYPES,
+    AccountClosed,
+    AccountEvent,
+    AccountFrozen,
+    AccountOpened,
+    AccountUnfrozen,
+    MoneyDeposited,
+    MoneyWithdrawn,
+    TransferReceived,
+    TransferSent,
+    event_from_data,
+)
 from .money import CURRENCIES, MAX_CENTS
 
 __all__ = [
@@ -23,7 +44,16 @@ __all__ = [
     "EVENT_TYPES",
     "FROZEN",
     "MAX_CENTS",
+    "STREAM_TYPE",
     "Account",
+    "AccountClosed",
+    "AccountFrozen",
+    "AccountOpened",
+    "AccountUnfrozen",
+    "MoneyDeposited",
+    "MoneyWithdrawn",
+    "TransferReceived",
+    "TransferSent",
     "AccountEvent",
     "AccountNotActive",
     "AccountSnapshot",
@@ -36,4 +66,5 @@ __all__ = [
     "InvalidTransfer",
     "balance_change",
     "event_from_data",
+    "status_after",
 ]

@@ -9,6 +9,7 @@ from typing import Any
 
 from . import errors
 from .events import (
+    EVENT_TYPES,
     AccountClosed,
     AccountEvent,
     AccountFrozen,
@@ -21,6 +22,9 @@ from .events import (
 )
 from .money import MAX_CENTS, check_amount, check_currency
 from .text import DESCRIPTION_MAX, HOLDER_NAME_MAX, REASON_MAX, clean_text
+
+# The stream type of an account's events in the event store (part of the stored contract).
+STREAM_TYPE = "bank.account"
 
 ACTIVE = "active"
 FROZEN = "frozen"
@@ -71,25 +75,20 @@ class Account:
         return account
 
     def _apply(self, event: AccountEvent) -> None:
-        """The one place state changes: one transition per event type, no rules."""
-        match event:
-            case AccountOpened():
-                self.holder_name = event.holder_name
-                self.currency = event.currency
-                self.balance_cents = event.initial_balance_cents
-                self.status = ACTIVE
-            case MoneyDeposited() | TransferReceived():
-                self.balance_cents += event.amount_cents
-            case MoneyWithdrawn() | TransferSent():
-                self.balance_cents -= event.amount_cents
-            case AccountFrozen():
-                self.status = FROZEN
-            case AccountUnfrozen():
-                self.status = ACTIVE
-            case AccountClosed():
-                self.status = CLOSED
-            case _:
-                raise TypeError(f"an account cannot apply {type(event).__name__}")
+        """The one place state changes: one transition per event type, no rules.
+
+        How an event moves the balance and the status is ``balance_change`` and
+        ``status_after``, which the read models use too.
+        """
+        if type(event) not in _KNOWN:
+            raise TypeError(f"an account cannot apply {type(event).__name__}")
+        if isinstance(event, AccountOpened):
+            self.holder_name = event.holder_name
+            self.currency = event.currency
+        self.balance_cents += balance_change(event)
+        status = status_after(event)
+        if status is not None:
+            self.status = status
 
     def to_snapshot(self) -> AccountSnapshot:
         return AccountSnapshot(
@@ -309,3 +308,19 @@ def balance_change(event: AccountEvent) -> int:
             return -event.amount_cents
         case _:
             return 0
+
+
+def status_after(event: AccountEvent) -> str | None:
+    """The account's status after an event, or None when the event leaves it as it was."""
+    match event:
+        case AccountOpened() | AccountUnfrozen():
+            return ACTIVE
+        case AccountFrozen():
+            return FROZEN
+        case AccountClosed():
+            return CLOSED
+        case _:
+            return None
+
+
+_KNOWN = frozenset(EVENT_TYPES.values())

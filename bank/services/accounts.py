@@ -17,13 +17,13 @@ from typing import Unpack
 from django.db import transaction
 
 import eventstore as es
-from bank.domain import Account
+from bank.domain import STREAM_TYPE, Account
 from bank.domain.errors import SAME_ACCOUNT_MESSAGE, InvalidInput, InvalidTransfer
 
 from . import repository, unit_of_work
 from .context import Actor, CommandContext, Metadata
 from .errors import AccountDidNotExistYet, AccountNotFound, VersionNotFound
-from .repository import STREAM_TYPE, Loaded, replay_snapshot_state
+from .repository import Loaded, replay_snapshot_state
 from .telemetry import command_span
 from .unit_of_work import MAX_ATTEMPTS
 

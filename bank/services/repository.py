@@ -18,15 +18,13 @@ from django.conf import settings
 from django.db import DatabaseError
 
 import eventstore as es
-from bank.domain import Account, AccountSnapshot, event_from_data
+from bank.domain import STREAM_TYPE, Account, AccountSnapshot, event_from_data
 
 from .context import CommandContext
 from .errors import AccountNotFound
 from .telemetry import trace_metadata
 
 logger = logging.getLogger(__name__)
-
-STREAM_TYPE = "bank.account"
 
 
 @dataclass(slots=True)

@@ -9,7 +9,7 @@ from typing import Any
 from opentelemetry import metrics, trace
 
 from bank.domain import DomainError
-from eventstore.telemetry import ActiveSpan, record_failure
+from eventstore import ActiveSpan, record_failure
 
 from .errors import ServiceError
 

@@ -7,7 +7,7 @@ from typing import Any
 from django import template
 from django.contrib import admin
 
-from bank.services.audit import integrity_panel as recorded_integrity
+from bank.selectors import integrity_panel as recorded_integrity
 from projections.models import AccountBalance
 
 register = template.Library()

@@ -20,10 +20,10 @@ from django.utils import timezone
 import eventstore as es
 from bank.admin import COMMAND_WITHHELD, COMMANDS
 from bank.domain import Account
+from bank.selectors import account_integrity
 from bank.services import Actor
 from bank.services import accounts as svc
 from bank.services.accounts import STREAM_TYPE
-from bank.services.audit import account_integrity
 from eventstore.hashing import canonical_json
 from eventstore.models import Event
 from projections import runner

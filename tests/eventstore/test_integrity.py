@@ -122,7 +122,7 @@ def test_an_event_with_a_correct_hash_but_no_signature_is_named(account, capsys)
             in err
         )
     # The audit view's integrity check (from the recorded run on) names it too.
-    from bank.services.audit import account_integrity
+    from bank.selectors import account_integrity
 
     integrity = account_integrity(account)
     assert not integrity.ok and integrity.problem.version == version

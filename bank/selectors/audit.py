@@ -13,8 +13,7 @@ from django.utils import timezone
 
 import eventstore as es
 from bank.domain import balance_change, event_from_data
-
-from .accounts import AccountState, account_at, get_account
+from bank.services.accounts import AccountState, account_at, get_account
 
 PAGE_SIZE = 50
 
