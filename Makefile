@@ -7,13 +7,23 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
+# The lock (README "Dependencies"): what `make run`/`make test` install, and the benchmarks' set.
+LOCK := requirements/test.txt
+BENCH_LOCK := requirements/bench.txt
+UPGRADE ?=
+PIP_COMPILE = CUSTOM_COMPILE_COMMAND='make lock' $(BIN)/pip-compile --quiet --generate-hashes \
+	--allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links --no-emit-trusted-host \
+	$(if $(filter 1,$(UPGRADE)),--upgrade)
 
-.PHONY: setup run test test-sqlite test-postgres lint bench load fuzz clean
+.PHONY: setup run test test-sqlite test-postgres lint bench load fuzz clean lock lock-check
 
-$(STAMP): pyproject.toml
+# Dependencies only from the lock, every file checked against its hash; then the project.
+$(STAMP): pyproject.toml $(LOCK)
+	@$(PY) requirements/lockfile.py check
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q --require-hashes -r $(LOCK)
+	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -27,7 +37,27 @@ run: $(STAMP)
 		follower=$$!; trap 'kill $$follower 2>/dev/null' EXIT INT TERM; \
 		DEBUG=$${DEBUG:-true} $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
-lint: $(STAMP)
+# Fails when pyproject.toml's dependency lists changed since the lock was made.
+lock-check:
+	@$(PY) requirements/lockfile.py check
+
+# Re-resolves both locks from pyproject.toml, keeping every pin that still fits its range;
+# UPGRADE=1 takes the newest versions the ranges allow. Prints the versions that changed.
+lock:
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@$(BIN)/python requirements/lockfile.py platform
+	@$(BIN)/python -c 'import piptools' 2>/dev/null || $(BIN)/pip install -q 'pip-tools>=7.6,<7.7'
+	@old=$$(mktemp -d) && cp $(LOCK) $(BENCH_LOCK) $$old/ 2>/dev/null; \
+	if $(PIP_COMPILE) --extra test -o $(LOCK) pyproject.toml && \
+		$(PIP_COMPILE) --extra test --extra bench -c $(LOCK) -o $(BENCH_LOCK) pyproject.toml && \
+		$(BIN)/python requirements/lockfile.py stamp; then \
+		$(BIN)/python requirements/lockfile.py diff $$old; rm -rf $$old; \
+	else \
+		cp $$old/*.txt requirements/ 2>/dev/null; rm -rf $$old; \
+		echo "make lock failed: the lock files are left as they were." >&2; exit 1; \
+	fi
+
+lint: lock-check $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
@@ -50,8 +80,8 @@ test-postgres: $(STAMP)
 		echo "PostgreSQL is not reachable at $(TEST_DATABASE_URL): its pass was left out. Start it, or set TEST_DATABASE_URL." >&2; \
 	fi
 
-bench: $(STAMP)
-	$(BIN)/pip install -q -e '.[bench]'
+bench: lock-check $(STAMP)
+	$(BIN)/pip install -q --require-hashes -r $(BENCH_LOCK)
 	DEBUG=true $(BIN)/python bench/run_all.py
 
 # The load test: gunicorn + run_projections on PostgreSQL, 32 clients for 30 s, then checks.
