@@ -61,6 +61,7 @@ lint: lock-check $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	DEBUG=true $(BIN)/mypy
 	DEBUG=true $(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
 
 # The suite runs twice: on SQLite, then on PostgreSQL. Outside CI an unreachable

@@ -27,6 +27,7 @@ from django.http import (
     HttpResponseRedirect,
     StreamingHttpResponse,
 )
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -80,7 +81,8 @@ class TimeTravelForm(forms.Form):
     )
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if data.get("as_of_version") and data.get("as_of"):
             raise forms.ValidationError("Pick a version or a date and time, not both.")
         return data
@@ -234,7 +236,7 @@ class AccountAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/bank/accountbalance/audit.html", context)
 
-    def export_view(self, request: HttpRequest, account_id: uuid.UUID) -> HttpResponse:
+    def export_view(self, request: HttpRequest, account_id: uuid.UUID) -> HttpResponseBase:
         self._check_view(request)
         try:
             selectors.get_account(account_id)
@@ -300,7 +302,8 @@ class AccountAdmin(admin.ModelAdmin):
             return HttpResponseRedirect(back)
         if not form.is_valid():
             problems = "; ".join(
-                f"{field}: {' '.join(errors)}" for field, errors in form.errors.items()
+                f"{field}: {' '.join(str(e) for e in errors)}"
+                for field, errors in form.errors.items()
             )
             self.message_user(request, f"{label} was not done: {problems}", messages.ERROR)
             return HttpResponseRedirect(back)

@@ -37,7 +37,7 @@ class Projection(ABC):
     def reset(self) -> None:
         """Empty the read models (a rebuild then replays everything into them)."""
         for model in self.models:
-            model.objects.all().delete()
+            model._default_manager.all().delete()
 
 
 def insert_rows(
@@ -56,6 +56,6 @@ def insert_rows(
             for row in rows:
                 copy.write_row(row)
     else:
-        model.objects.bulk_create(
+        model._default_manager.bulk_create(
             [model(**dict(zip(columns, row, strict=True))) for row in rows], batch_size=500
         )

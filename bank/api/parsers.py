@@ -7,7 +7,10 @@ import json
 from typing import Any
 
 from rest_framework.exceptions import ParseError
-from rest_framework.parsers import JSONParser, get_encoding
+from rest_framework.parsers import JSONParser, get_encoding  # type: ignore[attr-defined]
+
+# (``get_encoding`` is new in DRF 3.18: the type stubs, made for 3.16, the newest that match
+# django-stubs 5.2, do not know it yet.)
 
 
 class SafeJSONParser(JSONParser):

@@ -132,10 +132,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     headers: dict[str, str] = {}
     if isinstance(exc, exceptions.APIException):
         # DRF has set auth_header (401) or turned a missing challenge into 403 already.
-        if getattr(exc, "auth_header", None):
-            headers["WWW-Authenticate"] = exc.auth_header
-        if getattr(exc, "wait", None) is not None:
-            headers["Retry-After"] = str(int(exc.wait))
+        auth_header = getattr(exc, "auth_header", None)  # NotAuthenticated's challenge
+        if auth_header:
+            headers["WWW-Authenticate"] = auth_header
+        wait = getattr(exc, "wait", None)  # Throttled's seconds
+        if wait is not None:
+            headers["Retry-After"] = str(int(wait))
         if exc.status_code == 403 and not isinstance(exc, exceptions.PermissionDenied):
             exc = exceptions.PermissionDenied(str(exc.detail))
         return _drf(exc, headers)

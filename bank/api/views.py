@@ -49,10 +49,13 @@ class ProblemSerializer(serializers.Serializer):
     status = serializers.IntegerField()
     detail = serializers.CharField()
     code = serializers.CharField(help_text="stable machine-readable error code")
-    errors = serializers.DictField(required=False, help_text="per-field errors (400 only)")
+    # The field's name is the problem document's (RFC 9457 extension), not the serializer's.
+    errors = serializers.DictField(  # type: ignore[assignment]
+        required=False, help_text="per-field errors (400 only)"
+    )
 
 
-def _problems(*statuses: int) -> dict[int, OpenApiResponse]:
+def _problems(*statuses: int) -> dict[tuple[int, str], OpenApiResponse]:
     text = {
         400: "invalid input (code invalid_input or malformed_request)",
         401: "not authenticated",
@@ -391,7 +394,7 @@ class EventOutput(serializers.Serializer):
     version = serializers.IntegerField()
     event_type = serializers.CharField()
     schema_version = serializers.IntegerField()
-    data = serializers.JSONField()
+    data = serializers.JSONField()  # type: ignore[assignment]  # the event's field name
     metadata = serializers.JSONField()
     occurred_at = serializers.DateTimeField()
 
