@@ -32,7 +32,7 @@ from bank.services import accounts as svc
 from projections import runner
 from projections.models import Checkpoint
 from projections.relay import BusConfig, Relay
-from tests.projections.test_followers import _bulk_store, _wait
+from tests.projections.helpers import bulk_store, wait_until
 from tests.support import database_url, manage_env, require, run_threads, start_manage
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -303,13 +303,43 @@ def test_an_unconfigured_relay_does_nothing(settings, capsys):
     assert not Checkpoint.objects.filter(name__startswith="relay:").exists()
 
 
+def test_relay_events_once_publishes_everything_then_exits(bus, settings, capsys):
+    account = svc.open_account(holder_name="Once", actor=ACTOR)
+    svc.deposit(account_id=account.id, amount_cents=3, actor=ACTOR)
+    settings.NATS_URL, settings.NATS_STREAM = bus.url, bus.stream
+    settings.NATS_SUBJECTS, settings.NATS_SUBJECT_PREFIX = bus.subjects, bus.subject_prefix
+    call_command("relay_events", "--once")
+    out = capsys.readouterr().out
+    assert f"relaying to {bus.url}, stream {bus.stream}" in out
+    assert "stopped cleanly; published 2 events (0 re-sends dropped as duplicates)" in out
+    assert _relay_checkpoint(bus) == es.head_position()
+    _assert_each_event_once_in_order(bus)
+
+
+@pytest.mark.postgres
+def test_the_relay_wakes_on_notify_long_before_its_poll_interval(bus):
+    account = svc.open_account(holder_name="Woken", actor=ACTOR)
+    relay = _relay_process(bus, "--poll-interval", "30")
+    try:
+        wait_until(lambda: _relay_checkpoint(bus) == es.head_position(), "the relay to catch up")
+        svc.deposit(account_id=account.id, amount_cents=9, actor=ACTOR)
+        # The poll would come after 30 s: publishing within 10 s is the NOTIFY.
+        wait_until(lambda: _relay_checkpoint(bus) == es.head_position(), "the NOTIFY", timeout=10)
+    finally:
+        relay.send_signal(signal.SIGTERM)
+        out, err = relay.communicate(timeout=30)
+    assert relay.returncode == 0, err
+    assert "stopped cleanly; published 2 events" in out
+    _assert_each_event_once_in_order(bus)
+
+
 @pytest.mark.postgres
 def test_a_relay_killed_mid_batch_loses_nothing_and_resends_are_dropped(bus):
-    _bulk_store(accounts=20, deposits_each=999)  # 20,000 events
+    bulk_store(accounts=20, deposits_each=999)  # 20,000 events
     head = es.head_position()
     relay = _relay_process(bus, "--batch-size", "200")
     try:
-        _wait(lambda: _stream_count(bus) > 0, "the relay to publish", timeout=60)
+        wait_until(lambda: _stream_count(bus) > 0, "the relay to publish", timeout=60)
     finally:
         relay.send_signal(signal.SIGKILL)
         relay.wait(30)
@@ -344,7 +374,7 @@ def test_the_relay_waits_for_an_absent_broker_and_resumes_without_loss(nats_serv
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        _wait(lambda: _reachable(config.url), "the private NATS server to listen", timeout=30)
+        wait_until(lambda: _reachable(config.url), "the private NATS server to listen", timeout=30)
         return broker
 
     account = svc.open_account(holder_name="Away", actor=ACTOR)
@@ -355,7 +385,9 @@ def test_the_relay_waits_for_an_absent_broker_and_resumes_without_loss(nats_serv
         time.sleep(1.5)  # the relay tries, fails and backs off
         assert _relay_checkpoint(config) == 0
         broker = start_broker()
-        _wait(lambda: _relay_checkpoint(config) == es.head_position(), "the relay to catch up")
+        wait_until(
+            lambda: _relay_checkpoint(config) == es.head_position(), "the relay to catch up"
+        )
         broker.send_signal(signal.SIGTERM)
         broker.wait(30)
         for amount in (2, 3, 4):
@@ -363,7 +395,7 @@ def test_the_relay_waits_for_an_absent_broker_and_resumes_without_loss(nats_serv
         time.sleep(1.5)
         assert _relay_checkpoint(config) < es.head_position()
         broker = start_broker()  # same storage: the stream is still there
-        _wait(lambda: _relay_checkpoint(config) == es.head_position(), "the relay to resume")
+        wait_until(lambda: _relay_checkpoint(config) == es.head_position(), "the relay to resume")
         _assert_each_event_once_in_order(config)
     finally:
         relay.send_signal(signal.SIGTERM)

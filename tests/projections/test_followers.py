@@ -5,23 +5,22 @@ from __future__ import annotations
 import signal
 import threading
 import time
-import uuid
-from datetime import UTC, datetime
 
 import pytest
 
 import eventstore as es
-from bank.domain import Account, DomainError
+from bank.domain import DomainError
 from bank.services import Actor
 from bank.services import accounts as svc
-from bank.services.accounts import STREAM_TYPE
 from bank.services.errors import ConcurrencyConflict
 from projections import runner
 from tests.projections.helpers import (
     balance_rows,
+    bulk_store,
     expected_balances,
     history_rows,
     read_model_balances,
+    wait_until,
 )
 from tests.support import database_url, manage_env, run_threads, start_manage
 
@@ -82,37 +81,10 @@ def test_writers_and_two_followers_at_once_apply_every_event_exactly_once():
     assert (balance_rows(), history_rows()) == live
 
 
-def _bulk_store(accounts: int, deposits_each: int) -> None:
-    """A large store, written straight through the event store in big appends."""
-    now = datetime.now(UTC)
-    for i in range(accounts):
-        account = Account.open(uuid.uuid4(), holder_name=f"Bulk {i}", currency="EUR")
-        for _ in range(deposits_each):
-            account.deposit(1, "bulk")
-        es.append(
-            account.id,
-            [
-                es.NewEvent(event_type=e.event_type, data=e.to_data(), occurred_at=now)
-                for e in account.collect_events()
-            ],
-            stream_type=STREAM_TYPE,
-            expected_version=0,
-        )
-
-
 def _follower(*args):
     return start_manage(
         manage_env(database_url()), "run_projections", "--poll-interval", "0.2", *args
     )
-
-
-def _wait(predicate, what, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _checkpoints():
@@ -121,24 +93,26 @@ def _checkpoints():
 
 @pytest.mark.postgres
 def test_a_follower_killed_mid_way_resumes_to_the_same_result_as_a_clean_rebuild():
-    _bulk_store(accounts=40, deposits_each=499)  # 20,000 events
+    bulk_store(accounts=40, deposits_each=499)  # 20,000 events
     head = es.head_position()
     follower = _follower("--batch-size", "250")
     try:
-        _wait(lambda: 0 < min(_checkpoints().values()) < head, "the follower to be mid-way")
+        wait_until(lambda: 0 < min(_checkpoints().values()) < head, "the follower to be mid-way")
     finally:
         follower.send_signal(signal.SIGKILL)
         follower.wait(30)
     assert min(_checkpoints().values()) < head
     follower = _follower("--batch-size", "250")
     try:
-        _wait(lambda: min(_checkpoints().values()) == head, "the restarted follower to catch up")
+        wait_until(
+            lambda: min(_checkpoints().values()) == head, "the restarted follower to catch up"
+        )
         svc.deposit(
             account_id=es.read_all(after_position=0, limit=1)[0].stream_id,
             amount_cents=7,
             actor=ACTOR,
         )
-        _wait(
+        wait_until(
             lambda: min(_checkpoints().values()) == es.head_position(), "a live append to arrive"
         )
     finally:
@@ -158,15 +132,17 @@ def test_a_second_follower_stands_by_and_takes_over_when_the_first_dies():
     first = _follower()
     second = None
     try:
-        _wait(lambda: "balances" in _checkpoints(), "the first follower to start")
+        wait_until(lambda: "balances" in _checkpoints(), "the first follower to start")
         second = _follower()
         time.sleep(1.0)
         account = svc.open_account(holder_name="Failover", actor=ACTOR)
-        _wait(lambda: min(_checkpoints().values()) == es.head_position(), "the first follower")
+        wait_until(
+            lambda: min(_checkpoints().values()) == es.head_position(), "the first follower"
+        )
         first.send_signal(signal.SIGKILL)
         first.wait(30)
         svc.deposit(account_id=account.id, amount_cents=5, actor=ACTOR)
-        _wait(
+        wait_until(
             lambda: min(_checkpoints().values()) == es.head_position(), "the standby to take over"
         )
     finally:
@@ -211,7 +187,7 @@ def test_a_follower_killed_during_heavy_writes_ends_equal_to_a_rebuild():
     writers.start()
     follower = _follower("--batch-size", "20")
     try:
-        _wait(lambda: min(_checkpoints().values()) > 50, "the follower to apply some batches")
+        wait_until(lambda: min(_checkpoints().values()) > 50, "the follower to apply some batches")
         follower.send_signal(signal.SIGKILL)  # mid-stream, writers still going
         follower.wait(30)
         time.sleep(0.5)
@@ -223,7 +199,7 @@ def test_a_follower_killed_during_heavy_writes_ends_equal_to_a_rebuild():
         writing.clear()
         writers.join(120)
     try:
-        _wait(lambda: min(_checkpoints().values()) == es.head_position(), "the catch-up")
+        wait_until(lambda: min(_checkpoints().values()) == es.head_position(), "the catch-up")
     finally:
         follower.send_signal(signal.SIGTERM)
         out, err = follower.communicate(timeout=30)

@@ -2,22 +2,50 @@
 
 from __future__ import annotations
 
-import logging
-import signal
-import threading
 import time
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DatabaseError, connection
 
-import eventstore as es
+from projections.follower import Backoff, Follower, Hooks
 from projections.relay import BusConfig, Relay
 
-from .run_projections import _lock_key
+REPORT_EVERY_SECONDS = 5.0
 
-log = logging.getLogger("projections.relay")
+
+class Report(Hooks):
+    """The command's output: progress every few seconds, failures and recoveries."""
+
+    def __init__(self, command: BaseCommand, relay: Relay) -> None:
+        self.command = command
+        self.relay = relay
+        self.published = 0
+        self.next_report = time.monotonic() + REPORT_EVERY_SECONDS
+
+    def progress(self, handled: int) -> None:
+        self.published += handled
+        if time.monotonic() >= self.next_report:
+            self.command.stdout.write(
+                f"published {self.published} events so far "
+                f"({self.relay.duplicates} re-sends dropped as duplicates)"
+            )
+            self.next_report = time.monotonic() + REPORT_EVERY_SECONDS
+
+    def failed(self, error: Exception, retry_in: float, *, database: bool) -> None:
+        if database:
+            self.command.stderr.write(
+                f"database unavailable ({error}); retrying in {retry_in:.1f} s"
+            )
+            return
+        self.relay.close()  # the next batch connects afresh
+        self.command.stderr.write(
+            f"publishing to NATS at {self.relay.config.url} failed ({error!r}); nothing is lost, "
+            f"retrying in {retry_in:.1f} s"
+        )
+
+    def recovered(self) -> None:
+        self.command.stdout.write("working again after the failure above; catching up")
 
 
 class Command(BaseCommand):
@@ -26,7 +54,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--batch-size", type=int, default=500, help="events per batch (500)")
         parser.add_argument(
-            "--poll-interval", type=float, default=0.5, help="seconds between polls when idle"
+            "--poll-interval",
+            type=float,
+            default=0.5,
+            help="seconds between polls (a fallback on PostgreSQL, which wakes on NOTIFY)",
         )
         parser.add_argument(
             "--max-backoff", type=float, default=30.0, help="longest wait between retries (30 s)"
@@ -39,61 +70,24 @@ class Command(BaseCommand):
             return
         if options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1")
-        stop = threading.Event()
-
-        def request_stop(signum: int, frame: Any) -> None:
-            stop.set()
-
-        signal.signal(signal.SIGINT, request_stop)
-        signal.signal(signal.SIGTERM, request_stop)
         config = BusConfig.from_settings()
         relay = Relay(config, batch_size=options["batch_size"])
-        published, backoff, locked = 0, 0.5, False
-        next_report = time.monotonic() + 5
+        follower = Follower(
+            lambda held: relay.run_once(),
+            name=config.checkpoint_name,
+            locks=[config.checkpoint_name],  # one relay per stream; others stand by
+            poll_interval=options["poll_interval"],
+            backoff=Backoff(first=0.5, longest=options["max_backoff"]),
+            # The broker's errors have no common base: whatever publishing raised is waited
+            # out and retried; nothing is lost, as the checkpoint moves only on acks.
+            retry_on=(Exception,),
+            once=options["once"],
+            hooks=Report(self, relay),
+        )
         self.stdout.write(f"relaying to {config.url}, stream {config.stream}; stop with Ctrl-C")
         try:
-            while not stop.is_set():
-                try:
-                    if connection.vendor == "postgresql" and not locked:
-                        with connection.cursor() as cursor:
-                            cursor.execute(
-                                "SELECT pg_try_advisory_lock(%s)",
-                                [_lock_key(config.checkpoint_name)],
-                            )
-                            locked = cursor.fetchone()[0]
-                        if not locked:  # another relay is running: stand by
-                            stop.wait(options["poll_interval"] * 4)
-                            continue
-                    count = relay.run_once()
-                    published += count
-                    if backoff > 0.5:
-                        self.stdout.write("working again after the failure above; catching up")
-                    backoff = 0.5
-                    if count and time.monotonic() >= next_report:
-                        self.stdout.write(
-                            f"published {published} events so far "
-                            f"({relay.duplicates} re-sends dropped as duplicates)"
-                        )
-                        next_report = time.monotonic() + 5
-                    if not count:
-                        if options["once"]:
-                            break
-                        stop.wait(options["poll_interval"])
-                except (DatabaseError, es.StoreUnavailableError) as exc:
-                    self.stderr.write(f"database unavailable ({exc}); retrying in {backoff:.1f} s")
-                    connection.close()
-                    locked = False
-                    stop.wait(backoff)
-                    backoff = min(backoff * 2, options["max_backoff"])
-                except Exception as exc:  # noqa: BLE001 - the broker's errors: retry, lose nothing
-                    log.warning("publishing to NATS failed: %r", exc)
-                    self.stderr.write(
-                        f"publishing to NATS at {config.url} failed ({exc!r}); nothing is lost, "
-                        f"retrying in {backoff:.1f} s"
-                    )
-                    relay.close()
-                    stop.wait(backoff)
-                    backoff = min(backoff * 2, options["max_backoff"])
+            with follower.stop_on_signals():
+                published = follower.run()
         finally:
             relay.shutdown()
         self.stdout.write(

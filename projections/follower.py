@@ -1,0 +1,313 @@
+"""The follower engine: one loop for every consumer of the store's global order.
+
+``run_projections`` and ``relay_events`` are thin commands over :class:`Follower`. A
+follower calls its *step* (handle the next batch after the consumer's own checkpoint, in
+one transaction, and return how many events it handled) until the step handles nothing,
+then waits for the next append: on PostgreSQL it wakes on the store's NOTIFY
+(``eventstore.APPEND_CHANNEL``), with ``poll_interval`` as a fallback; elsewhere it polls.
+
+On PostgreSQL a follower first takes a session advisory lock per name in ``locks`` and
+steps only for the names it holds: a second follower of the same names stands by and takes
+over when the first one stops or dies (its session ends, and its locks with it). A failing
+step is retried after a growing wait (:class:`Backoff`); a database error also drops the
+connection, the locks and the LISTEN with it, and the next round starts afresh.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from django.db import DatabaseError, connection
+from opentelemetry.trace import Status, StatusCode, use_span
+
+import eventstore as es
+
+from .telemetry import tracer
+
+log = logging.getLogger("projections.follower")
+
+try:  # the LISTEN connection is plain psycopg: its errors are not Django's
+    import psycopg
+except ImportError:  # pragma: no cover - SQLite only, or Django on psycopg2: poll
+    psycopg = None  # type: ignore[assignment]
+
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    DatabaseError,
+    es.StoreUnavailableError,
+    *((psycopg.Error,) if psycopg is not None else ()),
+)
+
+Step = Callable[[list[str]], int]
+"""Handles the next batch for the lock names held (in ``locks`` order); returns its size."""
+
+
+def lock_key(name: str) -> int:
+    """The advisory lock key of a follower's name.
+
+    The derivation never changes, so that runners of older releases exclude newer ones.
+    """
+    digest = hashlib.blake2b(f"projection:{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """The waits after consecutive failures: ``first`` seconds, doubling up to ``longest``."""
+
+    first: float = 0.5
+    longest: float = 30.0
+
+    def delays(self) -> Iterator[float]:
+        delay = self.first
+        while True:
+            yield min(delay, self.longest)
+            delay *= 2
+
+
+class Hooks:
+    """What a follower reports, between steps and in its own thread; each does nothing here."""
+
+    def leading(self, name: str) -> None:
+        """This follower took the lock of ``name`` (PostgreSQL)."""
+
+    def standing_by(self, names: list[str]) -> None:
+        """Other followers hold every lock; called once each time this one starts waiting."""
+
+    def progress(self, handled: int) -> None:
+        """A step handled ``handled`` events (never 0)."""
+
+    def caught_up(self, held: list[str]) -> None:
+        """A step handled nothing: the follower is about to wait for the next append."""
+
+    def failed(self, error: Exception, retry_in: float, *, database: bool) -> None:
+        """A round failed (``database``: the database did, and the connection was dropped)."""
+
+    def recovered(self) -> None:
+        """A round succeeded after one or more failures."""
+
+
+class Follower:
+    """Follow the global order with ``step`` until :meth:`stop` (or, with ``once``, caught up).
+
+    Args:
+        step: handles the next batch for the names held; returns how many events it handled.
+        name: what logs and spans call this follower.
+        locks: names to take an advisory lock for (see :func:`lock_key`); empty: no
+            leadership, every follower steps.
+        channel: the NOTIFY channel to wake on; ``None``: poll only.
+        poll_interval: the longest wait for the next append, in seconds.
+        backoff: the waits after consecutive failures.
+        retry_on: errors of the step that are waited out and retried (database errors
+            always are); any other error ends :meth:`run`.
+        once: return at the first step that handles nothing instead of waiting.
+        hooks: what to report to (the command's output).
+    """
+
+    def __init__(
+        self,
+        step: Step,
+        *,
+        name: str,
+        locks: Sequence[str] = (),
+        channel: str | None = es.APPEND_CHANNEL,
+        poll_interval: float = 1.0,
+        backoff: Backoff = Backoff(),
+        retry_on: tuple[type[Exception], ...] = (),
+        once: bool = False,
+        hooks: Hooks | None = None,
+    ) -> None:
+        self.step = step
+        self.name = name
+        self.locks = list(locks)
+        self.channel = channel
+        self.poll_interval = poll_interval
+        self.backoff = backoff
+        self.retry_on = retry_on
+        self.once = once
+        self.hooks = hooks or Hooks()
+        self.handled = 0
+        self._stop = threading.Event()
+        self._postgres = False
+        self._held: set[str] = set()
+        self._standing_by = False
+        self._listener: Any = None
+        self._delays: Iterator[float] | None = None  # set while failing
+
+    # --- stopping ----------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return after the current step (safe from any thread)."""
+        self._stop.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    @contextlib.contextmanager
+    def stop_on_signals(self) -> Iterator[None]:
+        """Stop after the current step on SIGINT or SIGTERM (main thread only)."""
+
+        def request_stop(signum: int, frame: FrameType | None) -> None:
+            log.info("signal %s: stopping after the current batch", signum)
+            self.stop()
+
+        previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    # --- the loop ----------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Follow until stopped; return how many events the steps handled in all."""
+        self._postgres = connection.vendor == "postgresql"
+        try:
+            while not self.stopped:
+                started = time.time_ns()
+                try:
+                    if self._round():
+                        return self.handled
+                except DATABASE_ERRORS as exc:
+                    # Nothing was half-applied (a step is one transaction): drop the session,
+                    # and the locks with it, and start again once the database is back.
+                    self._drop_connection()
+                    self._failed(exc, started, database=True)
+                except self.retry_on as exc:
+                    self._failed(exc, started, database=False)
+            return self.handled
+        finally:
+            self._close()
+
+    def _round(self) -> bool:
+        """Lead (or stand by), catch up, wait; return True when ``once`` is done."""
+        held = self._lead()
+        if self.locks and not held:
+            self._succeeded()
+            self._stop.wait(self.poll_interval)
+            return False
+        # LISTEN before reading, so that an append committed meanwhile still wakes us.
+        self._listen()
+        while not self.stopped:
+            handled = self.step(held)
+            self._succeeded()
+            if not handled:
+                self.hooks.caught_up(held)
+                if self.once:
+                    return True
+                self._wait()
+                return False
+            self.handled += handled
+            self.hooks.progress(handled)
+        return False
+
+    def _succeeded(self) -> None:
+        if self._delays is not None:
+            self._delays = None
+            log.info("%s: working again", self.name)
+            self.hooks.recovered()
+
+    def _failed(self, error: Exception, started: int, *, database: bool) -> None:
+        if self._delays is None:
+            self._delays = self.backoff.delays()
+        retry_in = next(self._delays)
+        # The span covers the failed round; the log line below carries its trace id.
+        span = tracer.start_span(
+            "follower.retry",
+            start_time=started,
+            attributes={"follower": self.name, "database": database, "retry_in_s": retry_in},
+        )
+        span.record_exception(error)
+        span.set_status(Status(StatusCode.ERROR, type(error).__qualname__))
+        with use_span(span, end_on_exit=True):
+            log.warning("%s failed, retrying in %.1f s: %r", self.name, retry_in, error)
+            self.hooks.failed(error, retry_in, database=database)
+        self._stop.wait(retry_in)
+
+    # --- leadership --------------------------------------------------------------------
+
+    def _lead(self) -> list[str]:
+        """Try the locks this follower does not hold yet; return the names it holds."""
+        if not self._postgres:
+            return list(self.locks)
+        for name in self.locks:
+            if name not in self._held:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_try_advisory_lock(%s)", [lock_key(name)])
+                    if cursor.fetchone()[0]:
+                        self._held.add(name)
+                        log.info("%s: leading %s", self.name, name)
+                        self.hooks.leading(name)
+        held = [n for n in self.locks if n in self._held]
+        standing_by = bool(self.locks) and not held
+        if standing_by and not self._standing_by:
+            log.info("standing by: %s followed by another runner", ", ".join(self.locks))
+            self.hooks.standing_by(list(self.locks))
+        self._standing_by = standing_by
+        return held
+
+    # --- waking ------------------------------------------------------------------------
+
+    def _listen(self) -> None:
+        if self._listener is not None or not self._postgres or self.channel is None:
+            return
+        if psycopg is None:  # pragma: no cover - Django on psycopg2
+            log.warning("%s: no psycopg to LISTEN with; polling", self.name)
+            self.channel = None
+            return
+        params = connection.get_connection_params()
+        params.pop("cursor_factory", None)
+        params.pop("context", None)
+        listener = psycopg.connect(**params, autocommit=True)
+        try:
+            listener.execute(f"LISTEN {self.channel}")
+        except psycopg.Error:
+            listener.close()
+            raise
+        self._listener = listener
+
+    def _wait(self) -> None:
+        """Until an append is announced, the poll interval passes, or a stop is asked."""
+        if self._listener is None:
+            self._stop.wait(self.poll_interval)
+            return
+        # Notifications are read in short slices so that a stop is seen within 0.25 s; one
+        # missed while stepping only makes the next step find more.
+        deadline = time.monotonic() + self.poll_interval
+        while not self.stopped and (remaining := deadline - time.monotonic()) > 0:
+            for _ in self._listener.notifies(timeout=min(0.25, remaining), stop_after=1):
+                return
+
+    # --- cleaning up -------------------------------------------------------------------
+
+    def _drop_connection(self) -> None:
+        self._held.clear()
+        self._standing_by = False
+        with contextlib.suppress(DatabaseError):
+            connection.close()
+        self._close_listener()
+
+    def _close_listener(self) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(*DATABASE_ERRORS, OSError):  # it may be broken already
+                self._listener.close()
+            self._listener = None
+
+    def _close(self) -> None:
+        """Release the locks (a standby takes over at once) and the LISTEN connection."""
+        if self._held:
+            with contextlib.suppress(*DATABASE_ERRORS), connection.cursor() as cursor:
+                for name in self._held:
+                    cursor.execute("SELECT pg_advisory_unlock(%s)", [lock_key(name)])
+            self._held.clear()
+        self._close_listener()
