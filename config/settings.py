@@ -95,7 +95,7 @@ DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
-# Appends are serialised (see eventstore/store.py); a stuck appender must not stop every
+# Appends are serialised (see eventstore/appending.py); a stuck appender must not stop every
 # writer, so waits for the append lock and idle transactions are bounded on PostgreSQL.
 DB_LOCK_TIMEOUT_MS = env.int("DB_LOCK_TIMEOUT_MS", default=5000)
 DB_IDLE_IN_TRANSACTION_TIMEOUT_MS = env.int("DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", default=60000)
@@ -172,7 +172,7 @@ EVENTSTORE_SIGNING_KEY = env.str("EVENTSTORE_SIGNING_KEY", default="")
 EVENTSTORE_VERIFY_KEYS = env.str("EVENTSTORE_VERIFY_KEYS", default="")
 # Without DEBUG, EVENTSTORE_VERIFY_KEYS alone makes a process that verifies and cannot write.
 try:
-    from eventstore.signing import KeyConfigError, dev_key_text, parse_keyring
+    from eventstore import KeyConfigError, dev_key_text, parse_keyring
 
     parse_keyring(EVENTSTORE_SIGNING_KEY, EVENTSTORE_VERIFY_KEYS, debug=DEBUG)
 except KeyConfigError as exc:

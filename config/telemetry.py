@@ -16,7 +16,7 @@ standard error, one line each, with the trace and span ids of the span they were
 in (``TraceIdFilter``), for a collector's file or container log receiver to pick up.
 
 Django requests and the ORM's psycopg calls are instrumented; the event store makes the
-database spans of its own statements (``eventstore.telemetry.db_span``).
+database spans of its own statements (``eventstore.telemetry.statements``).
 """
 
 from __future__ import annotations

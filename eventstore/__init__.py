@@ -3,11 +3,20 @@
 The public API is what this module exports; import nothing else from outside the package
 (an import-linter contract and tests/test_private_imports.py hold everyone to that). None
 of these modules imports the ORM models at import time, so importing the package is safe
-before Django's app registry is ready.
+before Django's app registry is ready (settings import the key parsing from here).
+
+Where things are: appends in ``appending`` (optimistic concurrency, the chain, the seals,
+gap-free positions), reads and the global order in ``reading``, loads for aggregates in
+``loading``, snapshots in ``snapshots``; ``backends`` holds every difference between
+PostgreSQL and SQLite; ``validation`` what an append refuses; ``rows`` how database values
+come back; ``hashing`` the chain, ``signing`` the seals, ``verification`` and ``evidence``
+the checks of both; ``upcasting``, ``records``, ``errors``, ``telemetry``.
 """
 
 from __future__ import annotations
 
+from .appending import append, append_streams
+from .backends import APPEND_CHANNEL
 from .errors import (
     ConcurrencyError,
     EventIdReusedError,
@@ -18,6 +27,16 @@ from .errors import (
     StreamNotFound,
 )
 from .evidence import build_pack
+from .loading import load_streams, lock_streams
+from .reading import (
+    count_after,
+    head_position,
+    read_all,
+    read_stream,
+    stream_head,
+    stream_version,
+    version_at,
+)
 from .records import (
     AppendResult,
     EventData,
@@ -30,22 +49,9 @@ from .records import (
     StreamData,
     StreamHead,
 )
-from .store import (
-    APPEND_CHANNEL,
-    append,
-    append_streams,
-    count_after,
-    head_position,
-    load_snapshot,
-    load_streams,
-    lock_streams,
-    read_all,
-    read_stream,
-    save_snapshot,
-    stream_head,
-    stream_version,
-    version_at,
-)
+from .signing import KeyConfigError, dev_key_text, parse_keyring
+from .snapshots import load_snapshot, save_snapshot
+from .telemetry import ActiveSpan, record_failure
 from .upcasting import register_upcaster
 from .verification import (
     integrity_problems,
@@ -62,6 +68,7 @@ from .verification import (
 
 __all__ = [
     "APPEND_CHANNEL",
+    "ActiveSpan",
     "AppendResult",
     "ConcurrencyError",
     "EventData",
@@ -69,6 +76,7 @@ __all__ = [
     "EventStoreError",
     "ImmutableRecordError",
     "InvalidEventError",
+    "KeyConfigError",
     "LoadedStream",
     "NewEvent",
     "RecordedEvent",
@@ -83,6 +91,7 @@ __all__ = [
     "append_streams",
     "build_pack",
     "count_after",
+    "dev_key_text",
     "head_position",
     "integrity_problems",
     "last_run",
@@ -90,8 +99,10 @@ __all__ = [
     "load_streams",
     "lock_streams",
     "make_digest",
+    "parse_keyring",
     "read_all",
     "read_stream",
+    "record_failure",
     "register_snapshot_replay",
     "register_upcaster",
     "run_verification",

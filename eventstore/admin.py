@@ -21,7 +21,7 @@ def pretty_json(value: Any) -> str:
     )
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # not generic at runtime
     """No add, change or delete for anyone; no actions (so no "delete selected")."""
 
     actions = None
@@ -36,7 +36,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         raise PermissionError("stored events and snapshots are never deleted")
 
 
@@ -82,8 +82,8 @@ class EventAdmin(ReadOnlyAdmin):
         return pretty_json(event.metadata)
 
     def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet, search_term: str
-    ) -> tuple[QuerySet, bool]:
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[Any], bool]:
         term = search_term.strip()
         if not term:
             return queryset, False
@@ -127,8 +127,8 @@ class SnapshotAdmin(ReadOnlyAdmin):
         return pretty_json(snapshot.state)
 
     def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet, search_term: str
-    ) -> tuple[QuerySet, bool]:
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[Any], bool]:
         try:
             return queryset.filter(stream_id=uuid.UUID(search_term.strip())), False
         except ValueError:

@@ -5,14 +5,13 @@ from typing import Any
 from django.apps import AppConfig
 from django.core.signals import setting_changed
 
+from . import signing, snapshots
+
 
 def _keys_changed(*, setting: str, **kwargs: Any) -> None:
     if setting in ("EVENTSTORE_SIGNING_KEY", "EVENTSTORE_VERIFY_KEYS", "DEBUG"):
-        from .signing import _configured
-        from .store import _verified_snapshots
-
-        _configured.cache_clear()
-        _verified_snapshots.clear()
+        signing.clear_caches()
+        snapshots.clear_caches()
 
 
 class EventStoreConfig(AppConfig):

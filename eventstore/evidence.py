@@ -22,10 +22,12 @@ from typing import Any
 
 from django.db import connection
 
+from .backends import backend
 from .errors import EventStoreError, StreamNotFound
 from .hashing import canonical_json, canonical_time
+from .rows import py_json, py_time, py_uuid
 from .signing import keyring
-from .store import _db_uuid, _py_json, _py_time, _py_uuid, load_snapshot
+from .snapshots import load_snapshot
 from .verification import last_run, signing_epoch
 
 EVIDENCE_FORMAT = "eventstore-evidence/1"
@@ -127,10 +129,9 @@ def build_pack(
 
 def _head_and_seal(stream_id: uuid.UUID, up_to_version: int | None) -> tuple[int, int | None]:
     """The stream's newest version, and its first signed version at or after the asked one."""
+    db_stream = backend().db_uuid(stream_id)
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT MAX(version) FROM events WHERE stream_id = %s", [_db_uuid(stream_id)]
-        )
+        cursor.execute("SELECT MAX(version) FROM events WHERE stream_id = %s", [db_stream])
         head = cursor.fetchone()[0] or 0
         if head == 0:
             raise StreamNotFound(stream_id)
@@ -140,7 +141,7 @@ def _head_and_seal(stream_id: uuid.UUID, up_to_version: int | None) -> tuple[int
         cursor.execute(
             "SELECT MIN(version) FROM events WHERE stream_id = %s AND version >= %s "
             "AND signature IS NOT NULL",
-            [_db_uuid(stream_id), asked],
+            [db_stream, asked],
         )
         return head, cursor.fetchone()[0]
 
@@ -150,25 +151,26 @@ def _event_rows(stream_id: uuid.UUID, through: int) -> list[Any]:
         cursor.execute(
             f"SELECT {_EVENT_COLUMNS} FROM events WHERE stream_id = %s AND version <= %s "
             "ORDER BY version",
-            [_db_uuid(stream_id), through],
+            [backend().db_uuid(stream_id), through],
         )
-        return cursor.fetchall()
+        rows: list[Any] = cursor.fetchall()
+        return rows
 
 
 def _event(stream_id: uuid.UUID, row: Any) -> dict[str, Any]:
     """One event with every field as the chain hash covers it (stored, not upcast)."""
     return {
         "position": row[0],
-        "event_id": str(_py_uuid(row[1])),
+        "event_id": str(py_uuid(row[1])),
         "stream_id": str(stream_id),
         "stream_type": row[2],
         "version": row[3],
         "event_type": row[4],
         "schema_version": row[5],
-        "data": canonical_json(_py_json(row[6])),
-        "metadata": canonical_json(_py_json(row[7])),
-        "occurred_at": canonical_time(_py_time(row[8])),
-        "recorded_at": canonical_time(_py_time(row[9])),
+        "data": canonical_json(py_json(row[6])),
+        "metadata": canonical_json(py_json(row[7])),
+        "occurred_at": canonical_time(py_time(row[8])),
+        "recorded_at": canonical_time(py_time(row[9])),
         "hash": row[10],
         "signature": row[11],
         "key_id": row[12],
@@ -184,13 +186,13 @@ def _snapshot(stream_id: uuid.UUID, schema_version: int, version: int) -> dict[s
         cursor.execute(
             "SELECT state, anchor_hash, signature, key_id FROM snapshots "
             "WHERE stream_id = %s AND version = %s",
-            [_db_uuid(stream_id), used.version],
+            [backend().db_uuid(stream_id), used.version],
         )
         state, anchor, signature, key_id = cursor.fetchone()
     return {
         "version": used.version,
         "schema_version": used.schema_version,
-        "state": canonical_json(_py_json(state)),
+        "state": canonical_json(py_json(state)),
         "anchor_hash": anchor,
         "signature": signature,
         "key_id": key_id,

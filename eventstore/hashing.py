@@ -1,10 +1,13 @@
 """Tamper evidence: each event's hash chains to the previous event of its stream.
 
-``hash(v) = sha256(hash(v-1) || canonical(content(v)))`` where content covers the event's
-identity (event id, stream id and type, version), its type and schema version, its data
-and metadata, and both its times. ``hash(0)`` is the empty string. Canonical JSON sorts
-keys, uses no insignificant white space and keeps non-ASCII characters as UTF-8 (the
+``hash(v) = sha256(hash(v-1) || NUL || canonical(content(v)))`` where content covers the
+event's identity (event id, stream id and type, version), its type and schema version, its
+data and metadata, and both its times. ``hash(0)`` is the empty string. Canonical JSON
+sorts keys, uses no insignificant white space and keeps non-ASCII characters as UTF-8 (the
 shape RFC 8785 gives for the integers, strings, lists and objects our events hold).
+
+:func:`event_hash` is the one place that computes it: the append, verification and the
+tests' forgeries all call it.
 """
 
 from __future__ import annotations
@@ -28,39 +31,6 @@ def canonical_time(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def content_text(
-    *,
-    event_id: uuid.UUID,
-    stream_id: uuid.UUID,
-    stream_type: str,
-    version: int,
-    event_type: str,
-    schema_version: int,
-    data_json: str,
-    metadata_json: str,
-    occurred_at: datetime,
-    recorded_text: str,
-) -> str:
-    """Return the canonical text of an event's content from its already-canonical parts.
-
-    The same text as ``canonical_json([...])`` of the parts, built without serialising the
-    payload twice (appends are on the hot path).
-    """
-    return (
-        f'["{event_id}","{stream_id}",{json.dumps(stream_type, ensure_ascii=False)},'
-        f"{version},{json.dumps(event_type, ensure_ascii=False)},{schema_version},"
-        f'{data_json},{metadata_json},"{canonical_time(occurred_at)}","{recorded_text}"]'
-    )
-
-
-def chain(previous_hash: str, content: str) -> str:
-    """Return ``sha256(previous_hash || NUL || content)`` as hex."""
-    digest = hashlib.sha256(previous_hash.encode("ascii"))
-    digest.update(b"\x00")
-    digest.update(content.encode("utf-8"))
-    return digest.hexdigest()
-
-
 def event_hash(
     *,
     previous_hash: str,
@@ -70,24 +40,32 @@ def event_hash(
     version: int,
     event_type: str,
     schema_version: int,
-    data: dict[str, Any],
-    metadata: dict[str, Any],
-    occurred_at: datetime,
-    recorded_at: datetime,
+    data_json: str,
+    metadata_json: str,
+    occurred_text: str,
+    recorded_text: str,
 ) -> str:
-    """Return the chain hash of one event given the previous event's hash."""
-    return chain(
-        previous_hash,
-        content_text(
-            event_id=event_id,
-            stream_id=stream_id,
-            stream_type=stream_type,
-            version=version,
-            event_type=event_type,
-            schema_version=schema_version,
-            data_json=canonical_json(data),
-            metadata_json=canonical_json(metadata),
-            occurred_at=occurred_at,
-            recorded_text=canonical_time(recorded_at),
-        ),
+    """Return the chain hash of one event, as hex, given the previous event's hash.
+
+    The content is hashed as the canonical JSON of ``[event_id, stream_id, stream_type,
+    version, event_type, schema_version, data, metadata, occurred_at, recorded_at]``, built
+    here from parts that are canonical already, so that an append does not serialise its
+    payload twice (once for the row, once for the hash).
+
+    Args:
+        previous_hash: the hash of the stream's previous event (``GENESIS_HASH`` for the
+            first).
+        data_json: the payload's ``canonical_json``.
+        metadata_json: the metadata's ``canonical_json``.
+        occurred_text: ``canonical_time`` of when the event occurred.
+        recorded_text: ``canonical_time`` of when it was recorded.
+    """
+    content = (
+        f'["{event_id}","{stream_id}",{json.dumps(stream_type, ensure_ascii=False)},'
+        f"{version},{json.dumps(event_type, ensure_ascii=False)},{schema_version},"
+        f'{data_json},{metadata_json},"{occurred_text}","{recorded_text}"]'
     )
+    digest = hashlib.sha256(previous_hash.encode("ascii"))
+    digest.update(b"\x00")
+    digest.update(content.encode("utf-8"))
+    return digest.hexdigest()

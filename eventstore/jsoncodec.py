@@ -23,8 +23,11 @@ def loads(text: str | bytes) -> Any:
     SQLite can hold. So the hash chain's canonical JSON of what is read back is
     byte-identical (tests/eventstore/test_json_decoding.py).
     """
-    long_number = (_LONG_NUMBER if isinstance(text, str) else _LONG_NUMBER_BYTES).search(text)
-    if long_number is None:
+    if isinstance(text, str):
+        long_number = _LONG_NUMBER.search(text) is not None
+    else:
+        long_number = _LONG_NUMBER_BYTES.search(text) is not None
+    if not long_number:
         try:
             return orjson.loads(text)
         except orjson.JSONDecodeError:

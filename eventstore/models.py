@@ -1,4 +1,4 @@
-"""The append-only tables. Rows are written only by ``eventstore.store``.
+"""The append-only tables. Rows are written only by ``appending`` and ``snapshots``.
 
 Immutability is enforced twice: here (the ORM refuses every write) and in the database
 (triggers installed by migration 0002 refuse UPDATE, DELETE and TRUNCATE, raw SQL too).
@@ -13,7 +13,7 @@ from django.db import models
 from .errors import ImmutableRecordError
 
 
-class AppendOnlyQuerySet(models.QuerySet):
+class AppendOnlyQuerySet(models.QuerySet[Any]):
     """A QuerySet that can read but never change rows."""
 
     def _refuse(self, operation: str) -> NoReturn:

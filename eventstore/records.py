@@ -114,7 +114,7 @@ class RecordedEvent(_RecordedRow):
         except KeyError:
             value = loads(raw) if isinstance(raw, str | bytes) else raw
             cache[name] = value
-            return value  # type: ignore[no-any-return]
+            return value
 
 
 class EventData(NamedTuple):

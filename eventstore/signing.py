@@ -265,6 +265,11 @@ def keyring() -> Keyring:
     return _override[-1] if _override else _configured()
 
 
+def clear_caches() -> None:
+    """Forget the keyring read from settings (they changed): the next use reads them again."""
+    _configured.cache_clear()
+
+
 @functools.cache
 def _configured() -> Keyring:
     """The keyring from settings (cleared when a test overrides them)."""

@@ -45,6 +45,7 @@ class ActiveSpan:
 
     def __init__(self, tracer: trace.Tracer, name: str, attributes: dict[str, Any]) -> None:
         self._token: object = None
+        self.span: trace.Span
         if _in_dropped_trace():
             self.span = trace.INVALID_SPAN
             return
@@ -143,22 +144,6 @@ snapshots_rejected = meter.create_counter(
 
 
 @functools.cache
-def _db_attributes() -> dict[str, Any]:
-    """The attributes every statement span carries (the default connection never changes)."""
-    settings_dict = connection.settings_dict
-    vendor = connection.vendor
-    attributes: dict[str, Any] = {
-        "db.system": vendor,
-        "db.system.name": vendor,
-        "db.namespace": str(settings_dict.get("NAME") or ""),
-    }
-    if vendor == "postgresql":
-        attributes["server.address"] = settings_dict.get("HOST") or "localhost"
-        attributes["server.port"] = int(settings_dict.get("PORT") or 5432)
-    return attributes
-
-
-@functools.cache
 def _db_spans_on() -> bool:
     """``OTEL_PYTHON_DB_SPANS=false`` leaves out every database span, the store's too."""
     return os.environ.get("OTEL_PYTHON_DB_SPANS", "").strip().lower() not in ("false", "0", "off")
@@ -171,7 +156,8 @@ def _in_dropped_trace() -> bool:
 
 
 class statements:  # noqa: N801 - used like a function
-    """``with statements(("SELECT", "events", sql), ...):`` one client span per statement.
+    """``with statements(attributes, ("SELECT", "events", sql), ...):`` one client span per
+    statement, each with ``attributes`` (the connection's: ``Backend.span_attributes``).
 
     The spans start together and end together: statements sent in one round trip (a
     psycopg pipeline) are all in flight for all of it. A failure is recorded on each.
@@ -179,7 +165,7 @@ class statements:  # noqa: N801 - used like a function
 
     __slots__ = ("spans",)
 
-    def __init__(self, *described: tuple[str, str, str]) -> None:
+    def __init__(self, attributes: dict[str, Any], *described: tuple[str, str, str]) -> None:
         if not _db_spans_on() or _in_dropped_trace():  # see ActiveSpan
             self.spans: list[trace.Span] = []
             return
@@ -188,7 +174,7 @@ class statements:  # noqa: N801 - used like a function
                 f"{operation} {collection}" if collection else operation,
                 kind=trace.SpanKind.CLIENT,
                 attributes={
-                    **_db_attributes(),
+                    **attributes,
                     "db.operation.name": operation,
                     "db.query.text": sql,
                     **({"db.collection.name": collection} if collection else {}),

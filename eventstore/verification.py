@@ -22,6 +22,7 @@ run (``verify_events --full``) re-checks everything. Only public keys are needed
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -32,18 +33,13 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from .hashing import GENESIS_HASH, canonical_json, canonical_time, chain, content_text
+from .backends import backend
+from .hashing import GENESIS_HASH, canonical_json, canonical_time, event_hash
+from .reading import head_position, read_stream_data
 from .records import EventData, SnapshotData
+from .rows import py_json, py_time, py_uuid
 from .signing import Keyring, UnknownKeyError, keyring, seal_message
-from .store import (
-    _db_uuid,
-    _py_json,
-    _py_time,
-    _py_uuid,
-    head_position,
-    read_stream_data,
-    snapshot_problem,
-)
+from .snapshots import snapshot_problem
 
 DIGEST_FORMAT = "eventstore-digest/1"
 # Problems kept in one run's record (the count is always complete).
@@ -221,20 +217,18 @@ class _StreamChecker:
         if version != self.version + 1:
             self._fail(self.version + 1, f"missing (next stored version is {version})")
             return
-        recomputed = chain(
-            self.hash,
-            content_text(
-                event_id=_py_uuid(row[2]),
-                stream_id=self.stream_id,
-                stream_type=row[3],
-                version=version,
-                event_type=row[4],
-                schema_version=row[5],
-                data_json=canonical_json(_py_json(row[6])),
-                metadata_json=canonical_json(_py_json(row[7])),
-                occurred_at=_py_time(row[8]),
-                recorded_text=canonical_time(_py_time(row[9])),
-            ),
+        recomputed = event_hash(
+            previous_hash=self.hash,
+            event_id=py_uuid(row[2]),
+            stream_id=self.stream_id,
+            stream_type=row[3],
+            version=version,
+            event_type=row[4],
+            schema_version=row[5],
+            data_json=canonical_json(py_json(row[6])),
+            metadata_json=canonical_json(py_json(row[7])),
+            occurred_text=canonical_time(py_time(row[8])),
+            recorded_text=canonical_time(py_time(row[9])),
         )
         if recomputed != row[10]:
             self._fail(
@@ -329,7 +323,7 @@ def _rows(stream_id: uuid.UUID | None, chunk: int, from_version: int = 0) -> Ite
     params: list[Any] = []
     if stream_id is not None:
         sql += " WHERE stream_id = %s AND version >= %s"
-        params += [_db_uuid(stream_id), from_version]
+        params += [backend().db_uuid(stream_id), from_version]
     sql += " ORDER BY stream_id, version"
     # A server-side cursor on PostgreSQL, so memory stays flat however big the store is.
     with transaction.atomic(), connection.chunked_cursor() as cursor:
@@ -350,7 +344,7 @@ def _walk(
     checker: _StreamChecker | None = None
     pending = 0
     for row in rows:
-        row_stream = _py_uuid(row[0])
+        row_stream = py_uuid(row[0])
         if checker is None or checker.stream_id != row_stream:
             if checker is not None:
                 checker.finish()
@@ -476,7 +470,7 @@ def _check_snapshots(
     params: list[Any] = [after_id]
     if stream_id is not None:
         sql += " AND stream_id = %s"
-        params.append(_db_uuid(stream_id))
+        params.append(backend().db_uuid(stream_id))
     sql += " ORDER BY stream_id, version"
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -486,8 +480,8 @@ def _check_snapshots(
     base_stream: uuid.UUID | None = None
     for row in rows:
         snap_id, stream, stream_type, version, schema_version = row[:5]
-        stream = _py_uuid(stream)
-        state = _py_json(row[5])
+        stream = py_uuid(stream)
+        state = py_json(row[5])
         report.snapshots += 1
         report.snapshot_id_reached = max(report.snapshot_id_reached, snap_id)
         if stream != base_stream:
@@ -531,12 +525,12 @@ def _verified_base(
             "FROM snapshots s WHERE s.stream_id = %s AND s.schema_version = %s "
             "AND s.version < %s AND s.id <= %s AND s.signature IS NOT NULL "
             "ORDER BY s.version DESC LIMIT 1",
-            [_db_uuid(stream_id), schema_version, below, up_to_id],
+            [backend().db_uuid(stream_id), schema_version, below, up_to_id],
         )
         row = cursor.fetchone()
     if row is None:
         return None
-    state = _py_json(row[2])
+    state = py_json(row[2])
     if snapshot_problem(stream_id, row[0], row[1], state, *row[3:7]) is not None:
         return None
     return SnapshotData(row[0], row[1], state)
@@ -576,23 +570,19 @@ class VerificationRunning(RuntimeError):
 
 @contextlib.contextmanager
 def _one_run_at_a_time() -> Iterator[None]:
-    """Runs overlap on PostgreSQL only over our dead bodies: one that finishes after a
-    longer one started later would record an older view of the store over it."""
-    if connection.vendor != "postgresql":
-        yield  # SQLite serialises writers; runs there are short
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", [VERIFY_LOCK_KEY])
-        if not cursor.fetchone()[0]:
-            raise VerificationRunning(
-                "another verify_events is running (it holds the verification lock); wait for "
-                "it to finish, or find it with pg_locks if it should not be running"
-            )
+    """Runs never overlap: one that finishes after a longer one started later would record
+    an older view of the store over it (on PostgreSQL an advisory lock held by the session;
+    SQLite serialises writers, and runs there are short)."""
+    db = backend()
+    if not db.try_session_lock(VERIFY_LOCK_KEY):
+        raise VerificationRunning(
+            "another verify_events is running (it holds the verification lock); wait for "
+            "it to finish, or find it with pg_locks if it should not be running"
+        )
     try:
         yield
     finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s)", [VERIFY_LOCK_KEY])
+        db.session_unlock(VERIFY_LOCK_KEY)
 
 
 def _run_verification(
@@ -663,7 +653,7 @@ def _verify_since(
         cursor.execute(
             "SELECT DISTINCT stream_id FROM events WHERE position > %s", [last.head_position]
         )
-        touched = sorted((_py_uuid(r[0]) for r in cursor.fetchall()), key=str)
+        touched = sorted((py_uuid(r[0]) for r in cursor.fetchall()), key=str)
     known = {
         row.stream_id: row
         for part in _chunks(touched)
@@ -679,7 +669,7 @@ def _verify_since(
         _walk(
             report,
             _rows(stream, chunk, from_version=start[0] if start else 0),
-            lambda s, start=start: _StreamChecker(s, keys, epoch, start=start),
+            functools.partial(_StreamChecker, keys=keys, epoch=epoch, start=start),
             progress,
             chunk,
         )
@@ -886,32 +876,7 @@ IMMUTABLE_TABLES = ("events", "snapshots", "signing_epoch")
 
 def trigger_problems() -> list[str]:
     """What is missing or switched off among the immutability triggers (empty: all there)."""
-    problems = []
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                "SELECT c.relname, t.tgname, t.tgenabled FROM pg_trigger t "
-                "JOIN pg_class c ON c.oid = t.tgrelid "
-                "WHERE c.relname = ANY(%s) AND NOT t.tgisinternal",
-                [list(IMMUTABLE_TABLES)],
-            )
-            found = {(table, name): enabled for table, name, enabled in cursor.fetchall()}
-            suffixes = ("refuse_update_delete", "refuse_truncate")
-            # The triggers call this function: an owner could replace its body with a no-op.
-            cursor.execute("SELECT prosrc FROM pg_proc WHERE proname = 'eventstore_refuse_change'")
-            bodies = [row[0] for row in cursor.fetchall()]
-            if len(bodies) != 1 or "RAISE EXCEPTION" not in bodies[0]:
-                problems.append(
-                    "function eventstore_refuse_change() no longer raises: the triggers that "
-                    "call it refuse nothing"
-                )
-        else:
-            cursor.execute("SELECT tbl_name, name, sql FROM sqlite_master WHERE type = 'trigger'")
-            found = {
-                (table, name): "A" if "RAISE(ABORT" in sql else "no-op"
-                for table, name, sql in cursor.fetchall()
-            }
-            suffixes = ("refuse_update", "refuse_delete")
+    found, suffixes, problems = backend().immutability_triggers(IMMUTABLE_TABLES)
     for table in IMMUTABLE_TABLES:
         for suffix in suffixes:
             name = f"{table}_{suffix}"

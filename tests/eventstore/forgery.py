@@ -12,7 +12,7 @@ from django.db import connection
 from django.utils import timezone
 
 import eventstore as es
-from eventstore.hashing import canonical_json, event_hash
+from eventstore.hashing import canonical_json, canonical_time, event_hash
 from eventstore.signing import seal_message
 
 
@@ -67,10 +67,10 @@ def forge_event(stream_id, data, *, sign_with=None, key_id="dev"):
         stream_type=last.stream_type,
         version=version,
         event_type="MoneyDeposited",
-        data=data,
-        metadata=metadata,
-        occurred_at=now,
-        recorded_at=now,
+        data_json=canonical_json(data),
+        metadata_json=canonical_json(metadata),
+        occurred_text=canonical_time(now),
+        recorded_text=canonical_time(now),
         schema_version=1,
     )
     signature = None

@@ -11,7 +11,7 @@ import pytest
 from django.db import connection, transaction
 
 import eventstore as es
-import eventstore.store as store_module
+import eventstore.reading as reading
 from eventstore.models import Event
 from tests.support import new_event, run_threads
 
@@ -44,13 +44,13 @@ def test_eight_writers_at_one_expected_version_exactly_one_wins(start_version, a
 def test_the_unique_index_is_the_guard_when_the_application_check_is_fooled(monkeypatch):
     stream = uuid.uuid4()
     es.append(stream, [new_event(), new_event()], stream_type="t", expected_version=0)
-    real = store_module._read_heads
+    real = reading.read_heads
 
     def stale_heads(cursor, stream_ids):
         heads = real(cursor, stream_ids)
         return {sid: (1, es.read_stream(sid)[0].hash) for sid in heads}
 
-    monkeypatch.setattr(store_module, "_read_heads", stale_heads)
+    monkeypatch.setattr(reading, "read_heads", stale_heads)
     with pytest.raises(es.ConcurrencyError):
         es.append(stream, [new_event()], stream_type="t", expected_version=1)
     monkeypatch.undo()

@@ -27,7 +27,7 @@ from eventstore.evidence import (
     VersionNotInStream,
     build_pack,
 )
-from eventstore.hashing import GENESIS_HASH, canonical_json, chain
+from eventstore.hashing import GENESIS_HASH, canonical_json, event_hash
 from eventstore.signing import public_key_text, seal_message
 from tests.support import ROOT, triggers_disabled
 
@@ -375,21 +375,19 @@ def _rechain(pack):
     """Recompute every hash after an edit, as a forger without the signing key can."""
     head = GENESIS_HASH
     for e in pack["events"]:
-        content = canonical_json(
-            [
-                e["event_id"],
-                e["stream_id"],
-                e["stream_type"],
-                e["version"],
-                e["event_type"],
-                e["schema_version"],
-                json.loads(e["data"]),
-                json.loads(e["metadata"]),
-                e["occurred_at"],
-                e["recorded_at"],
-            ]
+        head = e["hash"] = event_hash(
+            previous_hash=head,
+            event_id=uuid.UUID(e["event_id"]),
+            stream_id=uuid.UUID(e["stream_id"]),
+            stream_type=e["stream_type"],
+            version=e["version"],
+            event_type=e["event_type"],
+            schema_version=e["schema_version"],
+            data_json=canonical_json(json.loads(e["data"])),
+            metadata_json=canonical_json(json.loads(e["metadata"])),
+            occurred_text=e["occurred_at"],
+            recorded_text=e["recorded_at"],
         )
-        head = e["hash"] = chain(head, content)
 
 
 def _public_text(private):

@@ -17,7 +17,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 import eventstore as es
-from eventstore.hashing import GENESIS_HASH, event_hash
+from eventstore.hashing import GENESIS_HASH, canonical_json, canonical_time, event_hash
 from tests.support import new_event
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -51,10 +51,10 @@ def _old_style_append(stream_id, count):
                 stream_type="legacy",
                 version=version,
                 event_type="Old",
-                data=data,
-                metadata=metadata,
-                occurred_at=now,
-                recorded_at=now,
+                data_json=canonical_json(data),
+                metadata_json=canonical_json(metadata),
+                occurred_text=canonical_time(now),
+                recorded_text=canonical_time(now),
                 schema_version=1,
             )
             cursor.execute(

@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 import eventstore as es
-from eventstore.hashing import canonical_json, canonical_time, chain, content_text
+from eventstore.hashing import canonical_json, canonical_time, event_hash
 from tests.support import new_event, triggers_disabled
 
 pytestmark = pytest.mark.django_db
@@ -39,20 +39,18 @@ def test_each_hash_chains_to_the_previous_event_of_its_stream():
     events = es.read_stream(stream, upcasted=False)
     previous = ""
     for e in events:
-        expected = chain(
-            previous,
-            content_text(
-                event_id=e.event_id,
-                stream_id=e.stream_id,
-                stream_type=e.stream_type,
-                version=e.version,
-                event_type=e.event_type,
-                schema_version=e.schema_version,
-                data_json=canonical_json(e.data),
-                metadata_json=canonical_json(e.metadata),
-                occurred_at=e.occurred_at,
-                recorded_text=canonical_time(e.recorded_at),
-            ),
+        expected = event_hash(
+            previous_hash=previous,
+            event_id=e.event_id,
+            stream_id=e.stream_id,
+            stream_type=e.stream_type,
+            version=e.version,
+            event_type=e.event_type,
+            schema_version=e.schema_version,
+            data_json=canonical_json(e.data),
+            metadata_json=canonical_json(e.metadata),
+            occurred_text=canonical_time(e.occurred_at),
+            recorded_text=canonical_time(e.recorded_at),
         )
         assert e.hash == expected
         previous = e.hash
@@ -99,20 +97,18 @@ def _rewrite_consistently(stream, new_amount):
     with triggers_disabled(), connection.cursor() as cursor:
         for e in rows:
             data = {"i": new_amount} if e.version == 2 else e.data
-            new_hash = chain(
-                previous,
-                content_text(
-                    event_id=e.event_id,
-                    stream_id=e.stream_id,
-                    stream_type=e.stream_type,
-                    version=e.version,
-                    event_type=e.event_type,
-                    schema_version=e.schema_version,
-                    data_json=canonical_json(data),
-                    metadata_json=canonical_json(e.metadata),
-                    occurred_at=e.occurred_at,
-                    recorded_text=canonical_time(e.recorded_at),
-                ),
+            new_hash = event_hash(
+                previous_hash=previous,
+                event_id=e.event_id,
+                stream_id=e.stream_id,
+                stream_type=e.stream_type,
+                version=e.version,
+                event_type=e.event_type,
+                schema_version=e.schema_version,
+                data_json=canonical_json(data),
+                metadata_json=canonical_json(e.metadata),
+                occurred_text=canonical_time(e.occurred_at),
+                recorded_text=canonical_time(e.recorded_at),
             )
             cast = "%s::jsonb" if connection.vendor == "postgresql" else "%s"
             cursor.execute(

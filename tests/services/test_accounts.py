@@ -226,15 +226,15 @@ def test_a_refused_transfer_writes_nothing_on_either_account(problem):
 
 def test_a_transfer_that_fails_while_appending_leaves_both_accounts_untouched(monkeypatch):
     a, b = open_(100), open_(0)
-    import eventstore.store as store_module
+    import eventstore.appending as appending
 
-    real = store_module._append_once
+    real = appending._append_once
 
     def crash(*args, **kwargs):
         real(*args, **kwargs)  # the rows are written in this transaction...
         raise RuntimeError("injected failure after the INSERT")  # ...then it dies
 
-    monkeypatch.setattr(store_module, "_append_once", crash)
+    monkeypatch.setattr(appending, "_append_once", crash)
     with pytest.raises(RuntimeError):
         svc.transfer(from_account=a.id, to_account=b.id, amount_cents=60, actor=TELLER)
     monkeypatch.undo()
