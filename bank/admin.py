@@ -2,9 +2,11 @@
 
 The audit view answers "how did this account get to this balance, who did it, when, and
 is the record intact?": current state, the timeline with balances and chain status, time
-travel, CSV export, and (for tellers) commands that go through ``bank/services``. Commands
-are withheld from an account whose record failed verification. The admin index carries an
-integrity panel: the last recorded ``verify_events`` run and the immutability triggers.
+travel, CSV export, and (for tellers) the commands the account's state allows, which go
+through ``bank/services``; freezing and closing ask for confirmation on a page of their
+own first. Commands are withheld from an account whose record failed verification. The
+admin index carries an integrity panel: the last recorded ``verify_events`` run and the
+immutability triggers. Amounts are shown and typed in currency units (``bank.money_format``).
 """
 
 from __future__ import annotations
@@ -12,18 +14,23 @@ from __future__ import annotations
 import csv
 import re
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from django import forms
+from django.apps import apps
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import (
     Http404,
     HttpRequest,
     HttpResponse,
+    HttpResponseNotAllowed,
     HttpResponseRedirect,
     StreamingHttpResponse,
 )
@@ -33,14 +40,34 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.timesince import timesince
 
 from bank import selectors
-from bank.domain import MAX_CENTS, DomainError
-from bank.domain.text import DESCRIPTION_MAX, REASON_MAX
+from bank.domain import (
+    ACTIVE,
+    CLOSED,
+    FROZEN,
+    MAX_CENTS,
+    BalanceNotZero,
+    DomainError,
+    InsufficientFunds,
+    InvalidAmount,
+    balance_change,
+    event_from_data,
+)
+from bank.forms import MoneyForm, ReasonForm, TimeTravelForm
+from bank.money_format import format_money, plain_amount
 from bank.services import Actor
 from bank.services import accounts as svc
-from bank.services.errors import AccountNotFound, ServiceError
+from bank.services.errors import AccountNotFound, ServiceError, VersionMismatch
+from bank.templatetags.ledger import short_id_html
 from projections.models import AccountBalance
+
+SITE_NAME = "Ledgerline"
+admin.site.site_header = SITE_NAME
+admin.site.site_title = SITE_NAME
+admin.site.index_title = f"{SITE_NAME} back office"
 
 COMMAND_PERMISSION = "bank.issue_command"
 
@@ -51,41 +78,95 @@ COMMAND_WITHHELD = (
     "changed. Run python manage.py verify_events --full, then restore the account's events "
     "from a verified backup."
 )
+# A command the account's state does not allow (the page does not offer it; a POST made
+# anyway is refused before anything is asked).
+COMMAND_NOT_OFFERED = "{label} refused: {why}. Nothing was changed."
+COMMAND_INVALID = "{label} was not done: {problems}. Nothing was changed."
+COMMAND_DONE = "{label} done: the balance is {balance}, the status {status}, version {version}."
+COMMAND_STALE = (
+    "{label} refused: the account changed since the confirmation page was shown (version "
+    "{actual} now, {expected} then). Nothing was changed: look at its new state and try again."
+)
+
+# Why a command is not offered, for the account's state.
+WHY_CLOSED = "the account is closed: no command can change it"
+WHY_FROZEN_MONEY = "the account is frozen: no money can move until it is unfrozen"
+WHY_NOT_ACTIVE = "the account is {status}: only an active account can be frozen"
+WHY_NOT_FROZEN = "the account is {status}, not frozen"
+WHY_NOT_ZERO = "the account still holds {balance}: withdraw or transfer it to zero before closing"
+# Under the offered forms: what is not offered, and why.
+NOT_OFFERED_FROZEN = (
+    "Deposits and withdrawals are not offered while the account is frozen: unfreeze it first."
+)
+NOT_OFFERED_CLOSE = (
+    "Closing is not offered while the account holds {balance}: withdraw or transfer it to "
+    "zero first."
+)
 
 
-class MoneyForm(forms.Form):
-    amount_cents = forms.IntegerField(min_value=1, max_value=MAX_CENTS, label="Amount (cents)")
-    description = forms.CharField(max_length=DESCRIPTION_MAX, required=False)
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A teller command on the audit page.
+
+    ``label``: the button and the messages; ``legend``: the form's fieldset; ``confirm``:
+    whether it asks for confirmation on a page of its own before it runs; ``reason_label``:
+    the reason field's label (money commands have an amount and a description instead).
+    """
+
+    label: str
+    legend: str
+    confirm: bool = False
+    reason_label: str = ""
+
+    def form(self, name: str, state: selectors.AccountState, data: Any = None) -> forms.Form:
+        if self.reason_label:
+            return ReasonForm(data, prefix=name, label=self.reason_label)
+        return MoneyForm(data, prefix=name, currency=state.currency)
 
 
-class ReasonForm(forms.Form):
-    reason = forms.CharField(max_length=REASON_MAX, required=True)
-
-
-COMMANDS: dict[str, tuple[type[forms.Form], str]] = {
-    "deposit": (MoneyForm, "Deposit"),
-    "withdraw": (MoneyForm, "Withdraw"),
-    "freeze": (ReasonForm, "Freeze"),
-    "unfreeze": (ReasonForm, "Unfreeze"),
-    "close": (ReasonForm, "Close"),
+COMMANDS: dict[str, Command] = {
+    "deposit": Command("Deposit", "Deposit money"),
+    "withdraw": Command("Withdraw", "Withdraw money"),
+    "freeze": Command(
+        "Freeze", "Freeze the account", confirm=True, reason_label="Reason for freezing"
+    ),
+    "unfreeze": Command("Unfreeze", "Unfreeze the account", reason_label="Reason for unfreezing"),
+    "close": Command(
+        "Close", "Close the account", confirm=True, reason_label="Reason for closing"
+    ),
 }
 
 
-class TimeTravelForm(forms.Form):
-    as_of_version = forms.IntegerField(min_value=1, required=False, label="Version")
-    as_of = forms.DateTimeField(
-        required=False,
-        label="Date and time",
-        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"],
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": 1}),
-    )
+def command_refusal(name: str, state: selectors.AccountState) -> str:
+    """Why the account's state does not allow the command ("" when it does).
 
-    def clean(self) -> dict[str, Any]:
-        super().clean()
-        data = self.cleaned_data
-        if data.get("as_of_version") and data.get("as_of"):
-            raise forms.ValidationError("Pick a version or a date and time, not both.")
-        return data
+    The domain decides in the end (a concurrent command can change the state between the
+    page and the POST); this is what the page offers.
+    """
+    if state.status == CLOSED:
+        return WHY_CLOSED
+    if name in ("deposit", "withdraw") and state.status == FROZEN:
+        return WHY_FROZEN_MONEY
+    if name == "freeze" and state.status != ACTIVE:
+        return WHY_NOT_ACTIVE.format(status=state.status)
+    if name == "unfreeze" and state.status != FROZEN:
+        return WHY_NOT_FROZEN.format(status=state.status)
+    if name == "close" and state.balance_cents != 0:
+        return WHY_NOT_ZERO.format(balance=format_money(state.balance_cents, state.currency))
+    return ""
+
+
+def commands_not_offered(state: selectors.AccountState) -> list[str]:
+    """The sentences that explain, under the offered forms, what is missing and why."""
+    if state.status == CLOSED:
+        return ["This account is closed: no command can change it."]
+    notes = []
+    if state.status == FROZEN:
+        notes.append(NOT_OFFERED_FROZEN)
+    if state.balance_cents != 0:
+        balance = format_money(state.balance_cents, state.currency)
+        notes.append(NOT_OFFERED_CLOSE.format(balance=balance))
+    return notes
 
 
 TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -107,23 +188,52 @@ def csv_safe(value: object) -> str:
     return text
 
 
+def refusal_message(exc: DomainError | ServiceError, currency: str) -> str:
+    """A refusal in the admin's words: amounts in currency units, not the domain's cents."""
+
+    def money(cents: int) -> str:
+        return format_money(cents, currency)
+
+    if isinstance(exc, InsufficientFunds):
+        return f"{money(exc.requested)} exceeds the balance of {money(exc.available)}"
+    if isinstance(exc, BalanceNotZero):
+        balance = exc.details.get("balance_cents")
+        if isinstance(balance, int):
+            return WHY_NOT_ZERO.format(balance=money(balance))
+    if isinstance(exc, InvalidAmount):
+        amount = exc.details.get("amount")
+        if isinstance(amount, int) and 0 < amount <= MAX_CENTS:
+            return f"{money(amount)} would take the balance past the maximum of {money(MAX_CENTS)}"
+    return str(exc)
+
+
+# The verification records (eventstore's StreamVerification, what ``verify_events`` wrote
+# about each stream), looked up through the app registry: the account list annotates each
+# row with its stream's record in the list's one query (eventstore's public API reads one
+# stream at a time).
+def _stream_records(stream: Any) -> QuerySet[Any]:
+    model = apps.get_model("eventstore", "StreamVerification")
+    return model.objects.filter(stream_id=stream)
+
+
 @admin.register(AccountBalance)
 class AccountAdmin(admin.ModelAdmin):
+    # No currency column: the balance carries its code, and the filter selects by currency.
     list_display = (
         "holder_name",
         "account_link",
-        "currency",
         "balance",
         "status",
+        "chain",
         "version",
-        "updated_at",
+        "last_activity",
     )
     list_display_links = ("holder_name",)
     list_filter = ("status", "currency")
     search_fields = ("holder_search",)
     search_help_text = "a holder's name (any case), or an account id"
     ordering = ("holder_name",)
-    sortable_by = ("holder_name", "balance", "status", "updated_at", "currency")
+    sortable_by = ("holder_name", "balance", "status", "last_activity")
     list_per_page = 50
     show_full_result_count = False
     actions = None
@@ -137,16 +247,61 @@ class AccountAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[AccountBalance]:
+        record = _stream_records(OuterRef("account_id"))
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                verified_version=Subquery(record.values("version")[:1]),
+                chain_problem=Subquery(record.values("problem")[:1]),
+                chain_problem_version=Subquery(record.values("problem_version")[:1]),
+                snapshot_problem=Subquery(record.values("snapshot_problem")[:1]),
+            )
+        )
+
     @admin.display(description="balance", ordering="balance_cents")
     def balance(self, row: AccountBalance) -> str:
-        return f"{row.balance_cents / 100:,.2f} {row.currency}"
+        return format_money(row.balance_cents, row.currency)
 
     @admin.display(description="account id")
-    def account_link(self, row: AccountBalance) -> str:
+    def account_link(self, row: AccountBalance) -> SafeString:
+        return short_id_html(
+            row.account_id, reverse("admin:bank_account_audit", args=[row.account_id])
+        )
+
+    @admin.display(description="chain")
+    def chain(self, row: Any) -> SafeString:
+        if row.chain_problem:
+            return format_html(
+                '<span class="chain-broken" title="{}">BROKEN at version {}</span>',
+                row.chain_problem,
+                row.chain_problem_version or 1,
+            )
+        if row.snapshot_problem:
+            return format_html(
+                '<span class="chain-broken" title="{}">snapshot REJECTED</span>',
+                row.snapshot_problem,
+            )
+        if row.verified_version is None:
+            return mark_safe('<span class="chain-unverified">not verified yet</span>')
+        if row.verified_version >= row.version:
+            return mark_safe('<span class="chain-ok">intact</span>')
         return format_html(
-            '<a href="{}"><code>{}</code></a>',
-            reverse("admin:bank_account_audit", args=[row.account_id]),
-            row.account_id,
+            '<span class="chain-ok">intact to version {}</span>'
+            ' <span class="help">({} newer)</span>',
+            row.verified_version,
+            row.version - row.verified_version,
+        )
+
+    @admin.display(description="last activity", ordering="updated_at")
+    def last_activity(self, row: AccountBalance) -> SafeString:
+        moment = timezone.localtime(row.updated_at)
+        return format_html(
+            '<time datetime="{}" title="{}">{} ago</time>',
+            moment.isoformat(),
+            moment.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            timesince(moment, depth=1),
         )
 
     def get_search_results(self, request: HttpRequest, queryset: Any, search_term: str) -> Any:
@@ -179,8 +334,20 @@ class AccountAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
 
+    # --- the audit page -------------------------------------------------------------------
+
     def audit_view(self, request: HttpRequest, account_id: uuid.UUID) -> HttpResponse:
         self._check_view(request)
+        return self._audit_page(request, account_id)
+
+    def _audit_page(
+        self,
+        request: HttpRequest,
+        account_id: uuid.UUID,
+        *,
+        bound: tuple[str, forms.Form] | None = None,
+    ) -> HttpResponse:
+        """The audit page; ``bound``: a command form to show with its errors."""
         try:
             page = int(request.GET.get("page", "1"))
         except ValueError:
@@ -190,6 +357,7 @@ class AccountAdmin(admin.ModelAdmin):
         except AccountNotFound:
             self.message_user(request, f"Account {account_id} does not exist.", messages.ERROR)
             return HttpResponseRedirect(reverse("admin:projections_accountbalance_changelist"))
+        state = timeline.state
         travel = TimeTravelForm(request.GET or None)
         past = None
         if travel.is_bound and travel.is_valid():
@@ -208,24 +376,29 @@ class AccountAdmin(admin.ModelAdmin):
         integrity = timeline.integrity
         commands = []
         if may_command:
-            for name, (form_class, label) in COMMANDS.items():
-                form = form_class(prefix=name)
+            for name, command in COMMANDS.items():
+                if command_refusal(name, state):
+                    continue
+                if bound is not None and bound[0] == name:
+                    form = bound[1]
+                else:
+                    form = command.form(name, state)
                 if not integrity.ok:
                     for field in form.fields.values():
                         field.disabled = True
-                commands.append((name, label, form))
+                commands.append((name, command, form))
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
-            "title": f"{timeline.state.holder_name}: audit",
-            "subtitle": str(account_id),
+            "title": f"{state.holder_name}: audit",
             "timeline": timeline,
-            "state": timeline.state,
+            "state": state,
             "travel": travel,
             "past": past,
             "may_command": may_command,
             "integrity": integrity,
             "commands": commands,
+            "not_offered": commands_not_offered(state) if may_command else [],
             "rows": [(row, trace_link(row.trace_id)) for row in timeline.rows],
             # The pages around this one and at both ends, "…" between: a long history's
             # 2,000 page links would cost more to render than the rest of the page.
@@ -236,10 +409,28 @@ class AccountAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/bank/accountbalance/audit.html", context)
 
+    # --- CSV export -----------------------------------------------------------------------
+
+    EXPORT_HEADER = (
+        "version",
+        "event_type",
+        "amount",
+        "currency",
+        "balance_after",
+        "description_or_reason",
+        "actor",
+        "occurred_at",
+        "recorded_at",
+        "event_id",
+        "correlation_id",
+        "trace_id",
+        "hash",
+    )
+
     def export_view(self, request: HttpRequest, account_id: uuid.UUID) -> HttpResponseBase:
         self._check_view(request)
         try:
-            selectors.get_account(account_id)
+            state = selectors.get_account(account_id)
         except AccountNotFound:
             raise Http404(f"account {account_id} does not exist") from None
 
@@ -248,32 +439,11 @@ class AccountAdmin(admin.ModelAdmin):
                 return value
 
         writer = csv.writer(Echo())
-        header = [
-            "version",
-            "position",
-            "event_id",
-            "event_type",
-            "amount_cents",
-            "balance_after_cents",
-            "description",
-            "counterparty",
-            "actor",
-            "occurred_at",
-            "trace_id",
-            "chain",
-        ]
 
-        def lines() -> Any:
-            yield writer.writerow(header)
-            for row in selectors.timeline_rows(account_id):
-                yield writer.writerow(
-                    [
-                        csv_safe(getattr(row, name))
-                        if name != "occurred_at"
-                        else row.occurred_at.isoformat()
-                        for name in header
-                    ]
-                )
+        def lines() -> Iterator[str]:
+            yield writer.writerow(self.EXPORT_HEADER)
+            for cells in export_rows(account_id, state.currency):
+                yield writer.writerow(cells)
 
         response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -282,45 +452,194 @@ class AccountAdmin(admin.ModelAdmin):
         )
         return response
 
+    # --- commands -------------------------------------------------------------------------
+
     def command_view(
         self, request: HttpRequest, account_id: uuid.UUID, command: str
-    ) -> HttpResponse:
-        if request.method != "POST" or command not in COMMANDS:
-            raise PermissionDenied
+    ) -> HttpResponseBase:
         if not request.user.has_perm(COMMAND_PERMISSION):
             raise PermissionDenied
-        form_class, label = COMMANDS[command]
-        form = form_class(request.POST, prefix=command)
+        spec = COMMANDS.get(command)
+        if spec is None:
+            raise PermissionDenied  # no such command: nothing a teller may do
+        if request.method not in (("GET", "POST") if spec.confirm else ("POST",)):
+            return HttpResponseNotAllowed(["GET", "POST"] if spec.confirm else ["POST"])
         back = reverse("admin:bank_account_audit", args=[account_id])
         integrity = selectors.account_integrity(account_id)
         if not integrity.ok:
             self.message_user(
                 request,
-                COMMAND_WITHHELD.format(label=label, reason=integrity.reason),
+                COMMAND_WITHHELD.format(label=spec.label, reason=integrity.reason),
                 messages.ERROR,
             )
             return HttpResponseRedirect(back)
+        try:
+            state = selectors.get_account(account_id)
+        except AccountNotFound:
+            self.message_user(request, f"Account {account_id} does not exist.", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:projections_accountbalance_changelist"))
+        confirmed = request.method == "POST" and request.POST.get("confirm") == "yes"
+        if request.method == "GET":
+            why = command_refusal(command, state)
+            if why:
+                return self._refuse(request, back, COMMAND_NOT_OFFERED, spec.label, why)
+            return self._confirmation(request, command, spec, state, spec.form(command, state))
+        form = spec.form(command, state, request.POST)
         if not form.is_valid():
+            if confirmed:  # the confirmation page's own form: show it again with the errors
+                return self._confirmation(request, command, spec, state, form)
             problems = "; ".join(
-                f"{field}: {' '.join(str(e) for e in errors)}"
+                f"{form.fields[field].label if field in form.fields else field}: "
+                + " ".join(str(e) for e in errors)
                 for field, errors in form.errors.items()
             )
-            self.message_user(request, f"{label} was not done: {problems}", messages.ERROR)
-            return HttpResponseRedirect(back)
-        service = getattr(svc, command)
-        try:
-            state = service(
-                account_id=account_id,
-                actor=Actor.from_user(request.user, auth="admin"),
-                **form.cleaned_data,
+            self.message_user(
+                request,
+                COMMAND_INVALID.format(label=spec.label, problems=problems),
+                messages.ERROR,
             )
+            return self._audit_page(request, account_id, bound=(command, form))
+        why = command_refusal(command, state)
+        if why:
+            return self._refuse(request, back, COMMAND_NOT_OFFERED, spec.label, why)
+        if spec.confirm and not confirmed:
+            return self._confirmation(request, command, spec, state, form)
+        expected = None
+        if spec.confirm:
+            try:
+                expected = int(request.POST.get("expected_version", ""))
+            except ValueError:
+                return self._confirmation(request, command, spec, state, form)
+        actor = Actor.from_user(request.user, auth="admin")
+        data = form.cleaned_data
+        try:
+            match command:
+                case "deposit":
+                    done = svc.deposit(
+                        account_id=account_id,
+                        amount_cents=data["amount"],
+                        description=data["description"],
+                        actor=actor,
+                    )
+                case "withdraw":
+                    done = svc.withdraw(
+                        account_id=account_id,
+                        amount_cents=data["amount"],
+                        description=data["description"],
+                        actor=actor,
+                    )
+                case "freeze":
+                    done = svc.freeze(
+                        account_id=account_id,
+                        reason=data["reason"],
+                        actor=actor,
+                        expected_version=expected,
+                    )
+                case "unfreeze":
+                    done = svc.unfreeze(account_id=account_id, reason=data["reason"], actor=actor)
+                case "close":
+                    done = svc.close(
+                        account_id=account_id,
+                        reason=data["reason"],
+                        actor=actor,
+                        expected_version=expected,
+                    )
+                case _:  # pragma: no cover - COMMANDS names exactly the cases above
+                    raise Http404(f"there is no command {command!r}")
+        except VersionMismatch as exc:
+            self.message_user(
+                request,
+                COMMAND_STALE.format(label=spec.label, actual=exc.actual, expected=exc.expected),
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(back)
         except (DomainError, ServiceError) as exc:
-            self.message_user(request, f"{label} refused: {exc}", messages.ERROR)
+            self.message_user(
+                request,
+                f"{spec.label} refused: {refusal_message(exc, state.currency)}. "
+                "Nothing was changed.",
+                messages.ERROR,
+            )
             return HttpResponseRedirect(back)
         self.message_user(
             request,
-            f"{label} done: the balance is {state.balance_cents} cents, the status {state.status}, "
-            f"version {state.version}.",
+            COMMAND_DONE.format(
+                label=spec.label,
+                balance=format_money(done.balance_cents, done.currency),
+                status=done.status,
+                version=done.version,
+            ),
             messages.SUCCESS,
         )
         return HttpResponseRedirect(back)
+
+    def _refuse(
+        self, request: HttpRequest, back: str, template: str, label: str, why: str
+    ) -> HttpResponse:
+        self.message_user(request, template.format(label=label, why=why), messages.ERROR)
+        return HttpResponseRedirect(back)
+
+    def _confirmation(
+        self,
+        request: HttpRequest,
+        name: str,
+        spec: Command,
+        state: selectors.AccountState,
+        form: forms.Form,
+    ) -> HttpResponse:
+        """Django's intermediate page: what will happen, with Confirm and Cancel.
+
+        Nothing is written until its form comes back with ``confirm=yes`` and the version it
+        showed (a command run in between makes the confirmation stale, and it is refused).
+        """
+        reason = form.cleaned_data.get("reason", "") if form.is_bound and form.is_valid() else ""
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"{spec.legend}: please confirm",
+            "name": name,
+            "command": spec,
+            "state": state,
+            "form": form,
+            "reason": reason,
+            "next_version": state.version + 1,
+            "event_type": {"freeze": "AccountFrozen", "close": "AccountClosed"}.get(name, ""),
+            "cancel_url": reverse("admin:bank_account_audit", args=[state.id]),
+        }
+        return TemplateResponse(request, "admin/bank/accountbalance/confirm_command.html", context)
+
+
+def _actor_name(metadata: dict[str, Any]) -> str:
+    actor = metadata.get("actor")
+    return str(actor.get("username", "")) if isinstance(actor, dict) else str(actor or "")
+
+
+def export_rows(account_id: uuid.UUID, currency: str, *, chunk: int = 1000) -> Iterator[list[Any]]:
+    """The CSV's rows, oldest first: numbers as numbers (amounts as plain decimals in
+    currency units, unquoted, negative for debits), text through ``csv_safe``."""
+    balance, after = 0, 0
+    while True:
+        events = selectors.account_events(account_id, after_version=after, limit=chunk)
+        if not events:
+            return
+        for event in events:
+            change = balance_change(event_from_data(event.event_type, event.data))
+            balance += change
+            moved = change or "amount_cents" in event.data
+            metadata = event.metadata
+            yield [
+                event.version,
+                csv_safe(event.event_type),
+                plain_amount(change, currency) if moved else "",
+                csv_safe(currency),
+                plain_amount(balance, currency),
+                csv_safe(event.data.get("description") or event.data.get("reason") or ""),
+                csv_safe(_actor_name(metadata)),
+                event.occurred_at.isoformat(),
+                event.recorded_at.isoformat(),
+                str(event.event_id),
+                csv_safe(metadata.get("correlation_id", "")),
+                csv_safe(metadata.get("trace_id", "")),
+                csv_safe(event.hash),
+            ]
+        after = events[-1].version

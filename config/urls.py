@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny, IsAuthenticated
 
@@ -11,6 +12,8 @@ from projections.views import healthz
 _docs_permission = AllowAny if settings.API_DOCS_PUBLIC else IsAuthenticated
 
 urlpatterns = [
+    # A newcomer opening the server's address lands on the back office (its login first).
+    path("", RedirectView.as_view(pattern_name="admin:index", permanent=False), name="home"),
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/", include("bank.api.urls")),

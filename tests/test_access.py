@@ -197,7 +197,13 @@ def test_admin_forms_are_csrf_protected(world):
     page = teller.get(audit)
     token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page.content).group(1)
     response = teller.post(
-        freeze, {"freeze-reason": "with token", "csrfmiddlewaretoken": token.decode()}
+        freeze,
+        {
+            "freeze-reason": "with token",
+            "csrfmiddlewaretoken": token.decode(),
+            "confirm": "yes",  # the confirmation page's answer (a freeze is confirmed first)
+            "expected_version": "1",
+        },
     )
     assert response.status_code == 302
     assert Event.objects.count() == before + 1

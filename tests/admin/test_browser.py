@@ -14,7 +14,6 @@ from django.core.management import call_command
 from django.db import connection
 
 import eventstore as es
-from bank.admin import COMMANDS
 from bank.services import Actor
 from bank.services import accounts as svc
 from projections import runner
@@ -135,7 +134,7 @@ def test_an_auditor_finds_an_account_travels_in_time_and_opens_an_event(
     rows = browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")
     assert len(rows) == 1 and "Grace Hopper" in rows[0].text
     navigate(browser, rows[0].find_element(By.LINK_TEXT, "Grace Hopper").click)
-    assert browser.find_element(By.ID, "state-balance").text.startswith("13200 cents")
+    assert browser.find_element(By.ID, "state-balance").text == "132.00 EUR"
     assert "intact" in browser.find_element(By.ID, "chain-status").text
     assert not browser.find_elements(By.ID, "commands")  # auditors change nothing
 
@@ -143,7 +142,7 @@ def test_an_auditor_finds_an_account_travels_in_time_and_opens_an_event(
     version.send_keys("2")
     navigate(browser, browser.find_element(By.ID, "travel-submit").click)
     assert browser.find_element(By.ID, "past-version").text == "2"
-    assert browser.find_element(By.ID, "past-balance").text.startswith("12500 cents")
+    assert browser.find_element(By.ID, "past-balance").text == "125.00 EUR"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "admin-audit-view.png"))
 
@@ -164,6 +163,16 @@ def test_a_teller_freezes_an_account_and_sees_the_event_on_top(browser, live_ser
     browser.get(f"{live_server.url}/admin/projections/accountbalance/{account_id}/audit/")
     browser.find_element(By.ID, "id_freeze-reason").send_keys("Card reported stolen")
     navigate(browser, browser.find_element(By.ID, "submit-freeze").click)
+    # Django's intermediate page: it says what will happen; nothing has happened yet.
+    summary = browser.find_element(By.ID, "confirm-summary").text
+    assert (
+        "freeze the account of Grace Hopper" in summary and "Nothing has been changed" in summary
+    )
+    assert browser.find_element(By.ID, "confirm-reason").text == "“Card reported stolen”"
+    assert svc.get_account(account_id).status == "active"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "admin-confirm-freeze.png"))
+    navigate(browser, browser.find_element(By.ID, "confirm-submit").click)
     assert "Freeze done" in browser.find_element(By.CSS_SELECTOR, ".messagelist").text
     assert browser.find_element(By.ID, "state-status").text == "frozen"
     top = browser.find_elements(By.CSS_SELECTOR, "#timeline tbody tr")[0]
@@ -171,10 +180,11 @@ def test_a_teller_freezes_an_account_and_sees_the_event_on_top(browser, live_ser
     assert top.find_element(By.CLASS_NAME, "actor").text == "tom"
     assert "Card reported stolen" in top.text
 
-    browser.find_element(By.ID, "id_deposit-amount_cents").send_keys("100")
-    navigate(browser, browser.find_element(By.ID, "submit-deposit").click)
-    message = browser.find_element(By.CSS_SELECTOR, ".messagelist").text
-    assert "Deposit refused" in message and "frozen" in message
+    # A frozen account offers unfreezing, not money movements, and says why.
+    assert not browser.find_elements(By.ID, "command-deposit")
+    assert browser.find_element(By.ID, "command-unfreeze").is_displayed()
+    notes = browser.find_element(By.ID, "commands-not-offered").text
+    assert "Deposits and withdrawals are not offered" in notes and "132.00 EUR" in notes
     assert svc.get_account(account_id).version == 4
 
 
@@ -199,9 +209,10 @@ def test_a_teller_sees_a_tampered_account_withheld_with_every_command_disabled(
     assert "version 2" in banner.text and "verify_events --full" in banner.text
     assert "BROKEN" in browser.find_element(By.ID, "chain-status").text
     assert "Withheld" in browser.find_element(By.ID, "commands-withheld").text
-    for name in COMMANDS:
+    for name in ("deposit", "withdraw", "freeze"):  # what an active account with money offers
         assert not browser.find_element(By.ID, f"submit-{name}").is_enabled(), name
-    for field in ("id_deposit-amount_cents", "id_withdraw-description", "id_freeze-reason"):
+    assert not browser.find_elements(By.ID, "submit-close")
+    for field in ("id_deposit-amount", "id_withdraw-description", "id_freeze-reason"):
         assert not browser.find_element(By.ID, field).is_enabled(), field
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "admin-audit-withheld.png"))
@@ -222,3 +233,68 @@ def test_the_index_shows_the_integrity_panel_beside_the_app_list(browser, live_s
     assert browser.find_element(By.CSS_SELECTOR, "#content-main .app-projections").is_displayed()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "admin-index-integrity.png"))
+
+
+def test_a_teller_deposits_in_euros_and_copies_an_account_id(browser, live_server, history):
+    from selenium.webdriver.common.by import By
+
+    account_id, _ = history
+    make_staff("tom", "tellers")
+    log_in(browser, live_server, "tom")
+    browser.get(f"{live_server.url}/admin/projections/accountbalance/{account_id}/audit/")
+    assert browser.find_element(By.CSS_SELECTOR, "label[for=id_deposit-amount]").text == (
+        "Amount (EUR):"
+    )
+    amount = browser.find_element(By.ID, "id_deposit-amount")
+    amount.send_keys("1.234")
+    navigate(browser, browser.find_element(By.ID, "submit-deposit").click)
+    error = browser.find_element(By.CSS_SELECTOR, "#command-deposit .errorlist").text
+    assert "1.234 has too many decimals for EUR" in error
+    assert browser.find_element(By.ID, "id_deposit-amount").get_attribute("value") == "1.234"
+    assert svc.get_account(account_id).version == 3
+
+    amount = browser.find_element(By.ID, "id_deposit-amount")
+    amount.clear()
+    amount.send_keys("12.50")
+    navigate(browser, browser.find_element(By.ID, "submit-deposit").click)
+    assert (
+        "the balance is 144.50 EUR" in browser.find_element(By.CSS_SELECTOR, ".messagelist").text
+    )
+    assert browser.find_element(By.ID, "state-balance").text == "144.50 EUR"
+    top = browser.find_elements(By.CSS_SELECTOR, "#timeline tbody tr")[0]
+    cell = top.find_element(By.CSS_SELECTOR, "td.amount")
+    assert cell.text == "12.50" and cell.value_of_css_property("text-align") == "right"
+    assert "tabular-nums" in cell.value_of_css_property("font-variant-numeric")
+    assert es.read_stream(account_id)[-1].data["amount_cents"] == 1250
+
+    runner.catch_up()  # the list is the balance read model
+    browser.get(f"{live_server.url}/admin/projections/accountbalance/")
+    assert browser.title.endswith("| Ledgerline")
+    row = next(
+        r
+        for r in browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")
+        if "Grace Hopper" in r.text
+    )
+    shown = row.find_element(By.CSS_SELECTOR, ".short-id-value")
+    assert shown.text == str(account_id)[:8] + "…"
+    assert shown.get_attribute("title") == str(account_id)
+    assert row.find_element(By.CSS_SELECTOR, "td.field-balance").text == "144.50 EUR"
+    browser.execute_cdp_cmd(
+        "Browser.grantPermissions",
+        {
+            "origin": live_server.url,
+            "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"],
+        },
+    )
+    button = row.find_element(By.CSS_SELECTOR, "button.copy-id")
+    button.click()
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 5).until(lambda driver: button.text == "Copied")
+    pasted = browser.execute_async_script(
+        "var done = arguments[arguments.length - 1];"
+        "navigator.clipboard.readText().then(done, function (e) { done('error: ' + e); });"
+    )
+    assert pasted == str(account_id)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "admin-account-list.png"))

@@ -30,6 +30,11 @@ HOLDERS = [
     ("Margaret Hamilton", "EUR", 530_000),
     ("Zoë Ångström-Müller", "EUR", 12_500),
     ("Tim Berners-Lee", "GBP", 60_000),
+    # Currencies with other minor units (ISO 4217): yen have none, dinars three decimals.
+    ("Yukihiro Matsumoto", "JPY", 1_250_000),
+    ("Kiyoshi Itô", "JPY", 480_000),
+    ("Lotfi Zadeh", "KWD", 2_750_500),
+    # The last two get special fates: one frozen, one closed.
     ("Frances Allen", "USD", 0),
     ("Ken Thompson", "EUR", 5_000),
 ]
@@ -111,8 +116,7 @@ class Command(BaseCommand):
                             clock=clock,
                         )
                         created += 1
-                    else:
-                        peers = [i for i, c in ids[:-2] if c == currency and i != account_id]
+                    elif peers := [i for i, c in ids[:-2] if c == currency and i != account_id]:
                         svc.transfer(
                             from_account=account_id,
                             to_account=rng.choice(peers),

@@ -1,0 +1,22 @@
+/* A copy button next to each shortened id: its data-copy goes to the clipboard. */
+document.addEventListener("click", function (event) {
+  var button = event.target.closest ? event.target.closest("button.copy-id") : null;
+  if (!button) { return; }
+  var text = button.getAttribute("data-copy");
+  function said(ok) {
+    button.textContent = ok ? "Copied" : "Copy failed";
+    setTimeout(function () { button.textContent = "Copy"; }, 2000);
+  }
+  function fallback() {
+    var area = document.createElement("textarea");
+    area.value = text; area.setAttribute("readonly", "");
+    area.style.position = "fixed"; area.style.opacity = "0";
+    document.body.appendChild(area); area.select();
+    var ok = false;
+    try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+    document.body.removeChild(area); button.focus(); said(ok);
+  }
+  if (navigator.clipboard && window.isSecureContext) {
+    navigator.clipboard.writeText(text).then(function () { said(true); }, fallback);
+  } else { fallback(); }
+});
