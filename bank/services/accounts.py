@@ -133,12 +133,14 @@ def deposit(
         AccountNotFound, VersionMismatch, ConcurrencyConflict: see ``unit_of_work.run``.
         InvalidAmount, AccountNotActive, InvalidInput: the domain refused it.
     """
-    context = CommandContext.of(actor, **metadata)
-
-    def action(loaded: Sequence[Loaded]) -> None:
-        loaded[0].account.deposit(amount_cents, description)
-
-    return _on_one("deposit", account_id, action, context, expected_version, amount_cents)
+    return _on_one(
+        "deposit",
+        account_id,
+        lambda loaded: loaded[0].account.deposit(amount_cents, description),
+        CommandContext.of(actor, **metadata),
+        expected_version,
+        amount_cents,
+    )
 
 
 def withdraw(
@@ -156,12 +158,14 @@ def withdraw(
         AccountNotFound, VersionMismatch, ConcurrencyConflict: see ``unit_of_work.run``.
         InvalidAmount, AccountNotActive, InsufficientFunds, InvalidInput: domain refusals.
     """
-    context = CommandContext.of(actor, **metadata)
-
-    def action(loaded: Sequence[Loaded]) -> None:
-        loaded[0].account.withdraw(amount_cents, description)
-
-    return _on_one("withdraw", account_id, action, context, expected_version, amount_cents)
+    return _on_one(
+        "withdraw",
+        account_id,
+        lambda loaded: loaded[0].account.withdraw(amount_cents, description),
+        CommandContext.of(actor, **metadata),
+        expected_version,
+        amount_cents,
+    )
 
 
 def freeze(
@@ -178,12 +182,13 @@ def freeze(
         AccountNotFound, VersionMismatch, ConcurrencyConflict: see ``unit_of_work.run``.
         InvalidStateTransition, InvalidInput: domain refusals.
     """
-    context = CommandContext.of(actor, **metadata)
-
-    def action(loaded: Sequence[Loaded]) -> None:
-        loaded[0].account.freeze(reason)
-
-    return _on_one("freeze", account_id, action, context, expected_version)
+    return _on_one(
+        "freeze",
+        account_id,
+        lambda loaded: loaded[0].account.freeze(reason),
+        CommandContext.of(actor, **metadata),
+        expected_version,
+    )
 
 
 def unfreeze(
@@ -200,12 +205,13 @@ def unfreeze(
         AccountNotFound, VersionMismatch, ConcurrencyConflict: see ``unit_of_work.run``.
         InvalidStateTransition, InvalidInput: domain refusals.
     """
-    context = CommandContext.of(actor, **metadata)
-
-    def action(loaded: Sequence[Loaded]) -> None:
-        loaded[0].account.unfreeze(reason)
-
-    return _on_one("unfreeze", account_id, action, context, expected_version)
+    return _on_one(
+        "unfreeze",
+        account_id,
+        lambda loaded: loaded[0].account.unfreeze(reason),
+        CommandContext.of(actor, **metadata),
+        expected_version,
+    )
 
 
 def close(
@@ -222,12 +228,13 @@ def close(
         AccountNotFound, VersionMismatch, ConcurrencyConflict: see ``unit_of_work.run``.
         InvalidStateTransition, BalanceNotZero, InvalidInput: domain refusals.
     """
-    context = CommandContext.of(actor, **metadata)
-
-    def action(loaded: Sequence[Loaded]) -> None:
-        loaded[0].account.close(reason)
-
-    return _on_one("close", account_id, action, context, expected_version)
+    return _on_one(
+        "close",
+        account_id,
+        lambda loaded: loaded[0].account.close(reason),
+        CommandContext.of(actor, **metadata),
+        expected_version,
+    )
 
 
 def transfer(
