@@ -9,14 +9,18 @@ Where things are: appends in ``appending`` (optimistic concurrency, the chain, t
 gap-free positions), reads and the global order in ``reading``, loads for aggregates in
 ``loading``, snapshots in ``snapshots``; ``backends`` holds every difference between
 PostgreSQL and SQLite; ``validation`` what an append refuses; ``rows`` how database values
-come back; ``hashing`` the chain, ``signing`` the seals, ``verification`` and ``evidence``
-the checks of both; ``upcasting``, ``records``, ``errors``, ``telemetry``.
+come back; ``hashing`` the chain, ``signing`` the seals; ``verification`` checks both (with
+``chain_check``, ``snapshot_check``, ``digests``, ``runs``, ``run_records``, ``health`` and
+``epoch``), ``evidence`` packs them for auditors; ``upcasting``, ``records``, ``errors``,
+``telemetry``.
 """
 
 from __future__ import annotations
 
 from .appending import append, append_streams
 from .backends import APPEND_CHANNEL
+from .digests import make_digest
+from .epoch import signing_epoch
 from .errors import (
     ConcurrencyError,
     EventIdReusedError,
@@ -27,6 +31,7 @@ from .errors import (
     StreamNotFound,
 )
 from .evidence import build_pack
+from .health import integrity_problems, trigger_problems
 from .loading import load_streams, lock_streams
 from .reading import (
     count_after,
@@ -46,25 +51,16 @@ from .records import (
     SnapshotData,
     StoredSnapshot,
     StreamAppend,
-    StreamData,
     StreamHead,
 )
+from .run_records import last_run, stream_status
+from .runs import run_verification
 from .signing import KeyConfigError, dev_key_text, parse_keyring
+from .snapshot_check import register_snapshot_replay
 from .snapshots import load_snapshot, save_snapshot
 from .telemetry import ActiveSpan, record_failure
 from .upcasting import register_upcaster
-from .verification import (
-    integrity_problems,
-    last_run,
-    make_digest,
-    register_snapshot_replay,
-    run_verification,
-    signing_epoch,
-    stream_status,
-    trigger_problems,
-    verify_all,
-    verify_stream,
-)
+from .verification import verify_all, verify_stream
 
 __all__ = [
     "APPEND_CHANNEL",
@@ -84,7 +80,6 @@ __all__ = [
     "StoreUnavailableError",
     "StoredSnapshot",
     "StreamAppend",
-    "StreamData",
     "StreamHead",
     "StreamNotFound",
     "append",

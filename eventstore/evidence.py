@@ -23,12 +23,13 @@ from typing import Any
 from django.db import connection
 
 from .backends import backend
+from .epoch import signing_epoch
 from .errors import EventStoreError, StreamNotFound
 from .hashing import canonical_json, canonical_time
 from .rows import py_json, py_time, py_uuid
+from .run_records import last_run
 from .signing import keyring
 from .snapshots import load_snapshot
-from .verification import last_run, signing_epoch
 
 EVIDENCE_FORMAT = "eventstore-evidence/1"
 

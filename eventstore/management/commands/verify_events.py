@@ -13,8 +13,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from eventstore import make_digest, run_verification, verify_all
+from eventstore.runs import VerificationRunning
 from eventstore.signing import KeyConfigError, keyring, verify_only_keyring
-from eventstore.verification import VerificationRunning
 
 
 class Command(BaseCommand):
