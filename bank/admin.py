@@ -7,6 +7,12 @@ through ``bank/services``; freezing and closing ask for confirmation on a page o
 own first. Commands are withheld from an account whose record failed verification. The
 admin index carries an integrity panel: the last recorded ``verify_events`` run and the
 immutability triggers. Amounts are shown and typed in currency units (``bank.money_format``).
+
+From the audit page an auditor follows the trail: a counterparty to its own audit page, a
+correlation id to every event of its command across accounts, an actor to all their
+actions; the balance chart (inline SVG, ``bank.templatetags.charts``); two versions side by
+side; statements for a range of days, printable and as CSV. Every read goes through
+``bank.selectors``.
 """
 
 from __future__ import annotations
@@ -14,9 +20,9 @@ from __future__ import annotations
 import csv
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from django import forms
@@ -30,6 +36,7 @@ from django.http import (
     Http404,
     HttpRequest,
     HttpResponse,
+    HttpResponseBadRequest,
     HttpResponseNotAllowed,
     HttpResponseRedirect,
     StreamingHttpResponse,
@@ -61,6 +68,7 @@ from bank.money_format import format_money, plain_amount
 from bank.services import Actor
 from bank.services import accounts as svc
 from bank.services.errors import AccountNotFound, ServiceError, VersionMismatch
+from bank.templatetags.charts import Marker
 from bank.templatetags.ledger import short_id_html
 from projections.models import AccountBalance
 
@@ -207,6 +215,97 @@ def refusal_message(exc: DomainError | ServiceError, currency: str) -> str:
     return str(exc)
 
 
+VERSION_OUT_OF_RANGE = (
+    "Version {version} does not exist: this account's versions run from 1 to {last}."
+)
+VERSIONS_REVERSED = (
+    "Version A must not be after version B: A is the earlier state (swap them to compare "
+    "{a} with {b})."
+)
+# The days a statement may cover (the day after the last must still be a date).
+FIRST_STATEMENT_DAY, LAST_STATEMENT_DAY = date(1900, 1, 1), date(9999, 12, 30)
+DAYS_REVERSED = "The last day ({last}) is before the first ({first})."
+
+
+class CompareForm(forms.Form):
+    """Two versions of one account: A, the earlier, and B (both from 1 to its version)."""
+
+    a = forms.IntegerField(min_value=1, label="Version A")
+    b = forms.IntegerField(min_value=1, label="Version B")
+
+    def __init__(self, *args: Any, last_version: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.last_version = last_version
+        for field in self.fields.values():
+            field.widget.attrs.update({"max": last_version, "class": "version-input"})
+            field.help_text = f"1 to {last_version}"
+
+    def _in_range(self, name: str) -> int:
+        version: int = self.cleaned_data[name]
+        if version > self.last_version:
+            raise forms.ValidationError(
+                VERSION_OUT_OF_RANGE.format(version=version, last=self.last_version),
+                code="version_out_of_range",
+            )
+        return version
+
+    def clean_a(self) -> int:
+        return self._in_range("a")
+
+    def clean_b(self) -> int:
+        return self._in_range("b")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        a, b = data.get("a"), data.get("b")
+        if a is not None and b is not None and a > b:
+            raise forms.ValidationError(
+                VERSIONS_REVERSED.format(a=b, b=a), code="versions_reversed"
+            )
+        return data
+
+
+class StatementForm(forms.Form):
+    """A range of days in the admin's time zone; the fields are ``from`` and ``to``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name, label in (("from", "From (first day)"), ("to", "To (last day)")):
+            self.fields[name] = forms.DateField(
+                label=label,
+                input_formats=["%Y-%m-%d"],
+                widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+            )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        for name in ("from", "to"):
+            day = data.get(name)
+            if day is not None and not FIRST_STATEMENT_DAY <= day <= LAST_STATEMENT_DAY:
+                self.add_error(
+                    name,
+                    f"Pick a day from {FIRST_STATEMENT_DAY} to {LAST_STATEMENT_DAY}.",
+                )
+        first, last = data.get("from"), data.get("to")
+        if first is not None and last is not None and last < first:
+            raise forms.ValidationError(
+                DAYS_REVERSED.format(first=first, last=last), code="days_reversed"
+            )
+        return data
+
+
+def statement_defaults(today: date) -> dict[str, str]:
+    """This month so far: what a statement shows before its dates are changed."""
+    return {"from": today.replace(day=1).isoformat(), "to": today.isoformat()}
+
+
+def _int_param(request: HttpRequest, name: str) -> int | None:
+    try:
+        return int(request.GET[name])
+    except (KeyError, ValueError):
+        return None
+
+
 # The verification records (eventstore's StreamVerification, what ``verify_events`` wrote
 # about each stream), looked up through the app registry: the account list annotates each
 # row with its stream's record in the list's one query (eventstore's public API reads one
@@ -321,6 +420,27 @@ class AccountAdmin(admin.ModelAdmin):
                 view(self.command_view),
                 name="bank_account_command",
             ),
+            path(
+                "<uuid:account_id>/audit/compare/",
+                view(self.compare_view),
+                name="bank_account_compare",
+            ),
+            path(
+                "<uuid:account_id>/audit/statement/",
+                view(self.statement_view),
+                name="bank_account_statement",
+            ),
+            path(
+                "<uuid:account_id>/audit/statement.csv",
+                view(self.statement_csv_view),
+                name="bank_account_statement_csv",
+            ),
+            path(
+                "correlation/<uuid:correlation_id>/",
+                view(self.correlation_view),
+                name="bank_correlation",
+            ),
+            path("actions/", view(self.actor_view), name="bank_actor_actions"),
             *super().get_urls(),
         ]
 
@@ -359,7 +479,7 @@ class AccountAdmin(admin.ModelAdmin):
             return HttpResponseRedirect(reverse("admin:projections_accountbalance_changelist"))
         state = timeline.state
         travel = TimeTravelForm(request.GET or None)
-        past = None
+        past, moment = None, None
         if travel.is_bound and travel.is_valid():
             version, moment = (
                 travel.cleaned_data.get("as_of_version"),
@@ -372,6 +492,14 @@ class AccountAdmin(admin.ModelAdmin):
                     past = selectors.account_at(account_id, version=version or None, at=moment)
                 except (ServiceError, DomainError) as exc:
                     self.message_user(request, str(exc), messages.WARNING)
+        marker = None
+        if past is not None:
+            marker = Marker(
+                version=past.version,
+                at=moment or self._occurred_at(account_id, past.version),
+                balance_cents=past.balance_cents,
+            )
+        labels = selectors.account_labels(row.counterparty for row in timeline.rows)
         may_command = request.user.has_perm(COMMAND_PERMISSION)
         integrity = timeline.integrity
         commands = []
@@ -399,7 +527,21 @@ class AccountAdmin(admin.ModelAdmin):
             "integrity": integrity,
             "commands": commands,
             "not_offered": commands_not_offered(state) if may_command else [],
-            "rows": [(row, trace_link(row.trace_id)) for row in timeline.rows],
+            "rows": [
+                (row, trace_link(row.trace_id), _label_of(labels, row.counterparty))
+                for row in timeline.rows
+            ],
+            "series": selectors.balance_series(account_id, version=state.version),
+            "marker": marker,
+            "compare": CompareForm(
+                initial={
+                    "a": past.version if past is not None else max(1, state.version - 1),
+                    "b": state.version,
+                },
+                last_version=state.version,
+            ),
+            "statement": StatementForm(initial=statement_defaults(timezone.localdate())),
+            "zone_name": timezone.get_current_timezone_name(),
             # The pages around this one and at both ends, "…" between: a long history's
             # 2,000 page links would cost more to render than the rest of the page.
             "page_range": Paginator(range(timeline.pages), 1).get_elided_page_range(
@@ -449,6 +591,180 @@ class AccountAdmin(admin.ModelAdmin):
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         response["Content-Disposition"] = (
             f'attachment; filename="account-{account_id}-{stamp}.csv"'
+        )
+        return response
+
+    # --- links: a command's events, a user's actions --------------------------------------
+
+    @staticmethod
+    def _occurred_at(account_id: uuid.UUID, version: int) -> datetime:
+        """When the account's event at ``version`` occurred (one query)."""
+        return selectors.account_events(account_id, after_version=version - 1, limit=1)[
+            0
+        ].occurred_at
+
+    def _lines_context(self, lines: list[selectors.EventLine]) -> list[tuple[Any, ...]]:
+        """Each event with its account's and its counterparty's labels (one query for all)."""
+        labels = selectors.account_labels(
+            [line.stream_id for line in lines] + [line.counterparty for line in lines]
+        )
+        return [
+            (line, _label_of(labels, line.stream_id), _label_of(labels, line.counterparty))
+            for line in lines
+        ]
+
+    def correlation_view(self, request: HttpRequest, correlation_id: uuid.UUID) -> HttpResponse:
+        self._check_view(request)
+        found = selectors.correlated_events(correlation_id)
+        commands = sorted({line.command for line in found.lines if line.command})
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"Command {correlation_id}",
+            "correlation": found,
+            "commands": commands,
+            "actors": sorted({line.actor for line in found.lines if line.actor}),
+            "streams": len({line.stream_id for line in found.lines}),
+            "lines": self._lines_context(found.lines),
+            "limit": selectors.CORRELATION_MAX,
+        }
+        return TemplateResponse(request, "admin/bank/accountbalance/correlation.html", context)
+
+    def actor_view(self, request: HttpRequest) -> HttpResponse:
+        self._check_view(request)
+        actor = request.GET.get("actor", "").strip()
+        page = None
+        if actor:
+            page = selectors.actor_actions(
+                actor, before=_int_param(request, "before"), after=_int_param(request, "after")
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"Actions of {actor}" if actor else "Actions of a user",
+            "actor": actor,
+            "page": page,
+            "lines": self._lines_context(page.lines) if page is not None else [],
+            "page_size": selectors.ACTIONS_PAGE_SIZE,
+        }
+        return TemplateResponse(request, "admin/bank/accountbalance/actions.html", context)
+
+    # --- two versions side by side --------------------------------------------------------
+
+    def compare_view(self, request: HttpRequest, account_id: uuid.UUID) -> HttpResponse:
+        self._check_view(request)
+        try:
+            state = selectors.get_account(account_id)
+        except AccountNotFound:
+            raise Http404(f"account {account_id} does not exist") from None
+        bound = "a" in request.GET or "b" in request.GET
+        form = CompareForm(
+            request.GET if bound else None,
+            initial={"a": max(1, state.version - 1), "b": state.version},
+            last_version=state.version,
+        )
+        comparison, changes = None, []
+        if bound and form.is_valid():
+            comparison = selectors.compare_versions(
+                account_id, version_a=form.cleaned_data["a"], version_b=form.cleaned_data["b"]
+            )
+            changes = _changes(comparison)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"{state.holder_name}: compare two versions",
+            "state": state,
+            "form": form,
+            "comparison": comparison,
+            "changes": changes,
+            "lines": self._lines_context(comparison.events) if comparison else [],
+            "limit": selectors.COMPARE_EVENTS_MAX,
+        }
+        return TemplateResponse(request, "admin/bank/accountbalance/compare.html", context)
+
+    # --- statements -----------------------------------------------------------------------
+
+    def _statement_form(self, request: HttpRequest) -> StatementForm:
+        bound = "from" in request.GET or "to" in request.GET
+        return StatementForm(request.GET if bound else statement_defaults(timezone.localdate()))
+
+    def statement_view(self, request: HttpRequest, account_id: uuid.UUID) -> HttpResponse:
+        self._check_view(request)
+        form = self._statement_form(request)
+        try:
+            if form.is_valid():
+                statement = selectors.account_statement(
+                    account_id,
+                    first_day=form.cleaned_data["from"],
+                    last_day=form.cleaned_data["to"],
+                )
+                state = statement.account
+            else:
+                statement, state = None, selectors.get_account(account_id)
+        except AccountNotFound:
+            raise Http404(f"account {account_id} does not exist") from None
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"{state.holder_name}: statement",
+            "state": state,
+            "form": form,
+            "statement": statement,
+            "lines": self._lines_context(statement.movements) if statement else [],
+            "limit": selectors.STATEMENT_ROWS_MAX,
+            "zone_name": timezone.get_current_timezone_name(),
+            "csv_query": request.GET.urlencode() if statement else "",
+        }
+        if statement is not None:
+            moved = [line.amount_cents or 0 for line in statement.movements]
+            context["money_in"] = sum(a for a in moved if a > 0)
+            context["money_out"] = sum(a for a in moved if a < 0)
+        return TemplateResponse(request, "admin/bank/accountbalance/statement.html", context)
+
+    STATEMENT_HEADER = (
+        "occurred_at",
+        "version",
+        "entry",
+        "description_or_reason",
+        "counterparty",
+        "amount",
+        "balance",
+        "currency",
+    )
+
+    def statement_csv_view(self, request: HttpRequest, account_id: uuid.UUID) -> HttpResponseBase:
+        self._check_view(request)
+        form = self._statement_form(request)
+        if not form.is_valid():
+            problems = "; ".join(
+                f"{field}: {' '.join(str(e) for e in errors)}"
+                for field, errors in form.errors.items()
+            )
+            return HttpResponseBadRequest(
+                f"No statement: {problems}", content_type="text/plain; charset=utf-8"
+            )
+        first_day, last_day = form.cleaned_data["from"], form.cleaned_data["to"]
+        try:
+            # The heading rows only: the movements are streamed below, all of them.
+            head = selectors.account_statement(
+                account_id, first_day=first_day, last_day=last_day, limit=0
+            )
+        except AccountNotFound:
+            raise Http404(f"account {account_id} does not exist") from None
+
+        class Echo:
+            def write(self, value: str) -> str:
+                return value
+
+        writer = csv.writer(Echo())
+
+        def lines() -> Iterator[str]:
+            yield writer.writerow(self.STATEMENT_HEADER)
+            yield from (writer.writerow(cells) for cells in statement_csv_rows(head))
+
+        response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = (
+            f'attachment; filename="statement-{account_id}-{first_day}-{last_day}.csv"'
         )
         return response
 
@@ -643,3 +959,100 @@ def export_rows(account_id: uuid.UUID, currency: str, *, chunk: int = 1000) -> I
                 csv_safe(event.hash),
             ]
         after = events[-1].version
+
+
+def _label_of(
+    labels: dict[uuid.UUID, selectors.AccountLabel], account_id: uuid.UUID | str | None
+) -> selectors.AccountLabel | None:
+    """The label of an account id (a UUID or its text), None when unknown or none."""
+    if not account_id:
+        return None
+    try:
+        key = account_id if isinstance(account_id, uuid.UUID) else uuid.UUID(str(account_id))
+    except ValueError:
+        return None
+    return labels.get(key)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One line of "what changed" between two versions (values as shown)."""
+
+    field: str
+    a: str
+    b: str
+    difference: str = ""
+
+    @property
+    def changed(self) -> bool:
+        return self.a != self.b
+
+
+def _changes(comparison: selectors.Comparison) -> list[Change]:
+    a, b = comparison.a, comparison.b
+    difference = b.balance_cents - a.balance_cents
+    sign = "+" if difference > 0 else ""
+    return [
+        Change(
+            "Balance",
+            format_money(a.balance_cents, a.currency),
+            format_money(b.balance_cents, b.currency),
+            f"{sign}{format_money(difference, b.currency)}" if difference else "",
+        ),
+        Change("Status", a.status, b.status),
+        Change("Holder", a.holder_name, b.holder_name),
+        Change(
+            "Version",
+            str(a.version),
+            str(b.version),
+            f"{comparison.event_count} event{'s' if comparison.event_count != 1 else ''}"
+            if comparison.event_count
+            else "",
+        ),
+    ]
+
+
+def statement_csv_rows(head: selectors.Statement) -> Iterable[list[Any]]:
+    """The statement CSV's rows after the header: the opening balance, every movement with
+    the running balance (read in chunks, however many), the closing balance. Numbers are
+    numbers (plain decimals in currency units); text goes through ``csv_safe``."""
+    currency = head.account.currency
+    account_id = head.account.id
+    yield [
+        head.start.isoformat(),
+        head.opening_version or "",
+        "opening balance",
+        "",
+        "",
+        "",
+        plain_amount(head.opening_balance_cents, currency),
+        csv_safe(currency),
+    ]
+    balance = head.opening_balance_cents
+    for line in selectors.statement_movements(
+        account_id,
+        after_version=head.opening_version,
+        up_to_version=head.closing_version,
+        opening_balance_cents=head.opening_balance_cents,
+    ):
+        balance = line.balance_after_cents or 0
+        yield [
+            timezone.localtime(line.occurred_at).isoformat(),
+            line.version,
+            csv_safe(line.event_type),
+            csv_safe(line.description),
+            csv_safe(line.counterparty or ""),
+            plain_amount(line.amount_cents, currency),
+            plain_amount(balance, currency),
+            csv_safe(currency),
+        ]
+    yield [
+        head.end.isoformat(),
+        head.closing_version or "",
+        "closing balance",
+        "",
+        "",
+        "",
+        plain_amount(balance, currency),
+        csv_safe(currency),
+    ]

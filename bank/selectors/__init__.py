@@ -5,7 +5,10 @@
 - The account list and the transaction history come from the read models (as far as the
   projections got).
 - The audit page's timeline, time travel and integrity come from the events and the
-  verification records.
+  verification records; so do comparisons of two versions and statements.
+- The balance chart comes from the transaction-history read model (thinned in the database).
+- A command's events across streams and a user's actions are selected by the events'
+  metadata (``links``).
 """
 
 from __future__ import annotations
@@ -29,24 +32,65 @@ from .audit import (
     integrity_panel,
     timeline_rows,
 )
+from .chart import MAX_CHART_POINTS, BalancePoint, BalanceSeries, balance_series
+from .compare import COMPARE_EVENTS_MAX, Comparison, compare_versions
+from .lines import EventLine
+from .links import (
+    ACTIONS_PAGE_SIZE,
+    CORRELATION_MAX,
+    AccountLabel,
+    ActionsPage,
+    Correlation,
+    account_labels,
+    actor_actions,
+    correlated_events,
+)
 from .read_models import account_list, find_accounts, transactions
+from .statements import (
+    STATEMENT_ROWS_MAX,
+    Statement,
+    account_statement,
+    day_range,
+    statement_movements,
+)
 
 __all__ = [
+    "ACTIONS_PAGE_SIZE",
+    "COMPARE_EVENTS_MAX",
+    "CORRELATION_MAX",
+    "MAX_CHART_POINTS",
     "PAGE_SIZE",
+    "STATEMENT_ROWS_MAX",
+    "AccountLabel",
     "AccountState",
+    "ActionsPage",
+    "BalancePoint",
+    "BalanceSeries",
+    "Comparison",
+    "Correlation",
+    "EventLine",
     "Integrity",
     "IntegrityPanel",
+    "Statement",
     "Timeline",
     "TimelineRow",
     "account_at",
     "account_events",
     "account_integrity",
+    "account_labels",
     "account_list",
+    "account_statement",
     "account_timeline",
     "account_version",
+    "actor_actions",
+    "balance_series",
+    "compare_versions",
+    "correlated_events",
+    "day_range",
     "find_accounts",
     "get_account",
     "integrity_panel",
+    "statement_movements",
     "timeline_rows",
     "transactions",
 ]

@@ -32,6 +32,7 @@ class TimelineRow:
     occurred_at: datetime
     trace_id: str
     chain: str  # "intact", "broken" (the first bad event) or "unverified" (after it)
+    correlation_id: str = ""  # the command's (or transfer's) id: its events across streams
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +97,7 @@ def _row(event: es.RecordedEvent, balance_after: int, problem_version: int | Non
         occurred_at=event.occurred_at,
         trace_id=str(event.metadata.get("trace_id", "")),
         chain=chain,
+        correlation_id=str(event.metadata.get("correlation_id") or ""),
     )
 
 

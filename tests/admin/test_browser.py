@@ -12,6 +12,7 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.core.management import call_command
 from django.db import connection
+from django.utils import timezone
 
 import eventstore as es
 from bank.services import Actor
@@ -298,3 +299,114 @@ def test_a_teller_deposits_in_euros_and_copies_an_account_id(browser, live_serve
     assert pasted == str(account_id)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "admin-account-list.png"))
+
+
+# --- issue 17, part 2: links, the chart, two versions, statements ---------------------------
+
+
+def test_an_auditor_follows_a_transfer_to_its_other_leg_its_command_and_its_teller(
+    browser, live_server, history
+):
+    from selenium.webdriver.common.by import By
+
+    account_id, other_id = history
+    svc.transfer(
+        from_account=account_id,
+        to_account=other_id,
+        amount_cents=200,
+        description="lunch",
+        actor=Actor("tom", None, "admin"),
+    )
+    runner.catch_up()
+    make_staff("audrey", "auditors")
+    log_in(browser, live_server, "audrey")
+    browser.get(f"{live_server.url}/admin/projections/accountbalance/{account_id}/audit/")
+
+    # The chart: an image with a name, one point per balance change (opening, two deposits,
+    # the transfer), and a data table that only screen readers get.
+    chart = browser.find_element(By.ID, "balance-chart-svg")
+    assert chart.get_attribute("role") == "img" and chart.is_displayed()
+    assert chart.accessible_name.startswith("Balance of Grace Hopper over time, in EUR")
+    assert len(chart.find_elements(By.CSS_SELECTOR, "circle.chart-point")) == 4
+    hidden = browser.find_element(By.ID, "balance-chart-data")  # 1 pixel, clipped
+    assert hidden.size["width"] <= 1 and hidden.size["height"] <= 1
+    assert len(hidden.find_elements(By.TAG_NAME, "tr")) == 5
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "admin-audit-chart.png"))
+
+    # The counterparty by name, to its own audit page.
+    top = browser.find_elements(By.CSS_SELECTOR, "#timeline tbody tr")[0]
+    assert "TransferSent" in top.text and "(to Someone Else)" in top.text
+    correlation = top.find_element(By.CSS_SELECTOR, "td.correlation a").get_attribute("href")
+    navigate(browser, top.find_element(By.LINK_TEXT, "Someone Else").click)
+    assert browser.find_element(By.ID, "state-holder").text == "Someone Else"
+    assert browser.find_element(By.ID, "state-balance").text == "2.00 EUR"
+
+    # The command: both legs, each on its account.
+    browser.get(correlation)
+    rows = browser.find_elements(By.CSS_SELECTOR, "#correlation-lines tbody tr")
+    legs = {r.find_element(By.CLASS_NAME, "event-type").text: r for r in rows}
+    assert set(legs) == {"TransferSent", "TransferReceived"}
+    assert "Grace Hopper" in legs["TransferSent"].text and "-2.00 EUR" in legs["TransferSent"].text
+    assert "Someone Else" in legs["TransferReceived"].text
+    assert browser.find_element(By.ID, "correlation-command").text == "transfer"
+    browser.save_screenshot(str(ARTIFACTS / "admin-correlation.png"))
+
+    # The teller: everything tom did, newest first.
+    navigate(browser, browser.find_element(By.CSS_SELECTOR, "#correlation-actors a").click)
+    assert browser.find_element(By.ID, "id_actor").get_attribute("value") == "tom"
+    types = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#actor-lines .event-type")]
+    assert sorted(types) == ["TransferReceived", "TransferSent"]
+
+
+def test_an_auditor_compares_two_versions_and_prints_a_statement(browser, live_server, history):
+    from selenium.webdriver.common.by import By
+
+    account_id, _ = history
+    make_staff("audrey", "auditors")
+    log_in(browser, live_server, "audrey")
+    audit = f"{live_server.url}/admin/projections/accountbalance/{account_id}/audit/"
+    browser.get(audit)
+    browser.find_element(By.ID, "id_as_of_version").send_keys("2")
+    navigate(browser, browser.find_element(By.ID, "travel-submit").click)
+    marker = browser.find_element(By.ID, "chart-marker")
+    assert marker.get_attribute("data-version") == "2" and marker.is_displayed()
+
+    # Compare: A is prefilled with the version travelled to.
+    assert browser.find_element(By.ID, "id_a").get_attribute("value") == "2"
+    navigate(browser, browser.find_element(By.ID, "compare-submit").click)
+    balance = browser.find_element(By.ID, "compare-balance").text
+    assert "125.00 EUR" in balance and "132.00 EUR" in balance and "+7.00 EUR" in balance
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#compare-lines tbody tr")) == 1
+    version_b = browser.find_element(By.ID, "id_b")
+    version_b.clear()
+    version_b.send_keys("9")
+    navigate(browser, browser.find_element(By.ID, "compare-submit").click)
+    error = browser.find_element(By.ID, "errors-b").text
+    assert "Version 9 does not exist" in error and "from 1 to 3" in error
+    assert not browser.find_elements(By.ID, "comparison")
+
+    # A statement of the last two days: the opening balance, the day-2 deposit, the closing.
+    browser.get(audit)
+    today = timezone.localdate()
+    for field, day in (("id_from", today - timedelta(days=1)), ("id_to", today)):
+        browser.execute_script(
+            "arguments[0].value = arguments[1];", browser.find_element(By.ID, field), str(day)
+        )
+    navigate(browser, browser.find_element(By.ID, "statement-submit").click)
+    assert browser.find_element(By.ID, "statement-opening").text == "125.00 EUR"
+    assert browser.find_element(By.ID, "statement-closing").text == "132.00 EUR"
+    rows = browser.find_elements(By.CSS_SELECTOR, "#statement-lines tbody tr")
+    assert len(rows) == 1 and "day 2" in rows[0].text
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "admin-statement.png"))
+    # On paper: the statement alone (no admin header, no forms).
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})
+    try:
+        assert not browser.find_element(By.ID, "header").is_displayed()
+        assert not browser.find_element(By.ID, "statement-form").is_displayed()
+        assert not browser.find_element(By.ID, "statement-print").is_displayed()
+        assert browser.find_element(By.ID, "statement-lines").is_displayed()
+    finally:
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": ""})
+    assert browser.find_element(By.ID, "statement-print").is_displayed()

@@ -20,3 +20,9 @@ document.addEventListener("click", function (event) {
     navigator.clipboard.writeText(text).then(function () { said(true); }, fallback);
   } else { fallback(); }
 });
+
+/* A Print button ([data-print]): the browser's print dialog (bank/print.css shapes the page). */
+document.addEventListener("click", function (event) {
+  var button = event.target.closest ? event.target.closest("[data-print]") : null;
+  if (button) { window.print(); }
+});
