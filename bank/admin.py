@@ -26,12 +26,10 @@ from datetime import date, datetime
 from typing import Any
 
 from django import forms
-from django.apps import apps
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import (
     Http404,
     HttpRequest,
@@ -50,6 +48,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.timesince import timesince
 
+import eventstore as es
 from bank import selectors
 from bank.domain import (
     ACTIVE,
@@ -306,15 +305,6 @@ def _int_param(request: HttpRequest, name: str) -> int | None:
         return None
 
 
-# The verification records (eventstore's StreamVerification, what ``verify_events`` wrote
-# about each stream), looked up through the app registry: the account list annotates each
-# row with its stream's record in the list's one query (eventstore's public API reads one
-# stream at a time).
-def _stream_records(stream: Any) -> QuerySet[Any]:
-    model = apps.get_model("eventstore", "StreamVerification")
-    return model.objects.filter(stream_id=stream)
-
-
 @admin.register(AccountBalance)
 class AccountAdmin(admin.ModelAdmin):
     # No currency column: the balance carries its code, and the filter selects by currency.
@@ -346,18 +336,15 @@ class AccountAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[AccountBalance]:
-        record = _stream_records(OuterRef("account_id"))
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                verified_version=Subquery(record.values("version")[:1]),
-                chain_problem=Subquery(record.values("problem")[:1]),
-                chain_problem_version=Subquery(record.values("problem_version")[:1]),
-                snapshot_problem=Subquery(record.values("snapshot_problem")[:1]),
-            )
-        )
+    def get_changelist_instance(self, request: HttpRequest) -> Any:
+        """The list's page, each row with its stream's recorded verification status (one
+        query for the page: ``row.recorded``, None where no run has verified it yet)."""
+        changelist = super().get_changelist_instance(request)
+        rows = list(changelist.result_list)
+        statuses = es.recorded_statuses(row.account_id for row in rows)
+        for row in rows:
+            row.recorded = statuses.get(row.account_id)
+        return changelist
 
     @admin.display(description="balance", ordering="balance_cents")
     def balance(self, row: AccountBalance) -> str:
@@ -371,26 +358,27 @@ class AccountAdmin(admin.ModelAdmin):
 
     @admin.display(description="chain")
     def chain(self, row: Any) -> SafeString:
-        if row.chain_problem:
+        recorded = getattr(row, "recorded", None)
+        if recorded is None:
+            return mark_safe('<span class="chain-unverified">not verified yet</span>')
+        if recorded.problem:
             return format_html(
                 '<span class="chain-broken" title="{}">BROKEN at version {}</span>',
-                row.chain_problem,
-                row.chain_problem_version or 1,
+                recorded.problem,
+                recorded.problem_version or 1,
             )
-        if row.snapshot_problem:
+        if recorded.snapshot_problem:
             return format_html(
                 '<span class="chain-broken" title="{}">snapshot REJECTED</span>',
-                row.snapshot_problem,
+                recorded.snapshot_problem,
             )
-        if row.verified_version is None:
-            return mark_safe('<span class="chain-unverified">not verified yet</span>')
-        if row.verified_version >= row.version:
+        if recorded.verified_version >= row.version:
             return mark_safe('<span class="chain-ok">intact</span>')
         return format_html(
             '<span class="chain-ok">intact to version {}</span>'
             ' <span class="help">({} newer)</span>',
-            row.verified_version,
-            row.version - row.verified_version,
+            recorded.verified_version,
+            row.version - recorded.verified_version,
         )
 
     @admin.display(description="last activity", ordering="updated_at")

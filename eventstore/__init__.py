@@ -37,6 +37,7 @@ from .reading import (
     count_after,
     head_position,
     read_all,
+    read_by_metadata,
     read_stream,
     stream_head,
     stream_version,
@@ -53,7 +54,7 @@ from .records import (
     StreamAppend,
     StreamHead,
 )
-from .run_records import last_run, stream_status
+from .run_records import RecordedStatus, last_run, recorded_statuses, stream_status
 from .runs import run_verification
 from .signing import KeyConfigError, dev_key_text, parse_keyring
 from .snapshot_check import register_snapshot_replay
@@ -76,6 +77,7 @@ __all__ = [
     "LoadedStream",
     "NewEvent",
     "RecordedEvent",
+    "RecordedStatus",
     "SnapshotData",
     "StoreUnavailableError",
     "StoredSnapshot",
@@ -96,8 +98,10 @@ __all__ = [
     "make_digest",
     "parse_keyring",
     "read_all",
+    "read_by_metadata",
     "read_stream",
     "record_failure",
+    "recorded_statuses",
     "register_snapshot_replay",
     "register_upcaster",
     "run_verification",

@@ -7,6 +7,7 @@ follower may see and fetches it, and nothing read past can still appear later.
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from typing import Any
@@ -175,6 +176,62 @@ def events_by_id(event_ids: list[uuid.UUID]) -> list[RecordedEvent]:
             [db_uuid(i) for i in event_ids],
         )
         return [to_recorded(row, upcasted=False) for row in cursor.fetchall()]
+
+
+_METADATA_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_MAX_POSITION = 2**63 - 1
+
+
+def read_by_metadata(
+    path: str,
+    value: str,
+    *,
+    before: int | None = None,
+    after: int | None = None,
+    newest_first: bool = False,
+    limit: int = 100,
+) -> list[RecordedEvent]:
+    """The events whose metadata holds ``value`` at ``path``, in the global order.
+
+    For audits: every event of one command (``"correlation_id"``), everything one person
+    did (``"actor.username"``). No index serves these lookups (every index costs every
+    append): each scans the events table from one end, up to ``limit`` matches; keep them
+    to staff pages and page by position.
+
+    Args:
+        path: dotted keys into the metadata, e.g. ``"actor.username"``.
+        value: the text to match exactly.
+        before, after: only events at positions below / above these.
+        newest_first: descending positions (else ascending).
+        limit: at most this many events.
+
+    Returns:
+        The events, upcast.
+
+    Raises:
+        ValueError: a key of ``path`` is not an identifier.
+    """
+    keys = path.split(".")
+    if not all(_METADATA_KEY.fullmatch(key) for key in keys):
+        raise ValueError(f"metadata path {path!r}: keys are identifiers joined by dots")
+    # Positions are 64-bit: a bound past them is no bound, or excludes everything.
+    if (before is not None and before <= 1) or (after is not None and after >= _MAX_POSITION):
+        return []
+    db = backend()
+    sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE {db.metadata_text(keys)} = %s"
+    params: list[Any] = [value]
+    if before is not None and before <= _MAX_POSITION:
+        sql += " AND position < %s"
+        params.append(before)
+    if after is not None and after >= 1:
+        sql += " AND position > %s"
+        params.append(after)
+    sql += f" ORDER BY position {'DESC' if newest_first else 'ASC'} LIMIT %s"
+    params.append(limit)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return upcast_all([to_recorded(row, upcasted=False) for row in rows])
 
 
 def count_after(position: int) -> int:

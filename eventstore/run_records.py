@@ -15,7 +15,7 @@ recorded head on for the audit page.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -195,3 +195,45 @@ def stream_status(stream_id: uuid.UUID, *, keys: Keyring | None = None) -> Strea
         problem=checked.problem if checked else None,
         snapshot_problem=recorded.snapshot_problem if recorded else "",
     )
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedStatus:
+    """What the last recorded verification run found for one stream (no new check).
+
+    Attributes:
+        verified_version: through which version a run verified the stream.
+        verified_at: when.
+        problem: the chain's problem as recorded ("" when none), found at
+            ``problem_version``.
+        snapshot_problem: a stored snapshot's problem as recorded ("" when none).
+    """
+
+    verified_version: int
+    verified_at: datetime
+    problem: str
+    problem_version: int | None
+    snapshot_problem: str
+
+
+def recorded_statuses(stream_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, RecordedStatus]:
+    """The recorded verification status of many streams, in one query (a list page's).
+
+    A stream no run has verified yet is missing from the answer. Unlike ``stream_status``
+    this checks nothing new: it says what ``verify_events`` last recorded.
+    """
+    from .models import StreamVerification
+
+    ids = list(stream_ids)
+    if not ids:
+        return {}
+    return {
+        row.stream_id: RecordedStatus(
+            verified_version=row.version,
+            verified_at=row.verified_at,
+            problem=row.problem or "",
+            problem_version=row.problem_version,
+            snapshot_problem=row.snapshot_problem or "",
+        )
+        for row in StreamVerification.objects.filter(stream_id__in=ids)
+    }

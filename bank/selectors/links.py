@@ -7,13 +7,10 @@ person who issued it.
 - ``actor_actions``: the events a staff user or process caused, newest first, a page at a
   time.
 
-The last two select events by their metadata (``correlation_id``, ``actor.username``).
-eventstore's public API has no such query (it reads a stream, or the global order), so
-they read its ``Event`` model through the app registry, as the Events admin's own search
-does, and never import an eventstore module. The rows come as stored (no upcasting: the
-store's upcasters are not public); ``lines.movement`` reads a payload it does not know as
-best it can. Neither lookup has an index: each is one scan of the events table, bounded
-by its LIMIT for the actions pages.
+The last two select events by their metadata (``correlation_id``, ``actor.username``)
+through the store's ``read_by_metadata`` (upcast, like every read). Neither lookup has an
+index (each would cost every append): each is one scan of the events table, bounded by its
+LIMIT, for staff pages only.
 """
 
 from __future__ import annotations
@@ -23,28 +20,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from django.apps import apps
-from django.db.models import QuerySet
-
+import eventstore as es
 from projections.models import AccountBalance
 
-from .lines import EventLine, line
+from .lines import EventLine, line_of
 
 ACTIONS_PAGE_SIZE = 50
 # A command appends a handful of events (a transfer two); a list this long is a script that
 # reused one correlation id, and the page says the list is cut.
 CORRELATION_MAX = 500
-
-_COLUMNS = (
-    "position",
-    "event_id",
-    "stream_id",
-    "version",
-    "event_type",
-    "data",
-    "metadata",
-    "occurred_at",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,14 +64,6 @@ class ActionsPage:
     newer: int | None
 
 
-def _events() -> QuerySet[Any]:
-    return apps.get_model("eventstore", "Event").objects.all()
-
-
-def _lines(rows: Iterable[dict[str, Any]]) -> list[EventLine]:
-    return [line(**row) for row in rows]
-
-
 def account_labels(account_ids: Iterable[uuid.UUID | str | None]) -> dict[uuid.UUID, AccountLabel]:
     """The holder name and currency of each account, in one query (none for no ids).
 
@@ -115,13 +91,10 @@ def account_labels(account_ids: Iterable[uuid.UUID | str | None]) -> dict[uuid.U
 def correlated_events(correlation_id: uuid.UUID, *, limit: int = CORRELATION_MAX) -> Correlation:
     """Every event whose metadata carries this correlation id, in the global order (one
     query): both legs of a transfer, every event of one command."""
-    rows = list(
-        _events()
-        .filter(metadata__correlation_id=str(correlation_id))
-        .order_by("position")
-        .values(*_COLUMNS)[: limit + 1]
+    events = es.read_by_metadata("correlation_id", str(correlation_id), limit=limit + 1)
+    return Correlation(
+        correlation_id, [line_of(e) for e in events[:limit]], truncated=len(events) > limit
     )
-    return Correlation(correlation_id, _lines(rows[:limit]), truncated=len(rows) > limit)
 
 
 def actor_actions(
@@ -134,28 +107,27 @@ def actor_actions(
     """The events ``username`` caused (their metadata's actor), newest first.
 
     Keyset pages (no COUNT over the store, no OFFSET): the first page, or the page older
-    than position ``before``, or the page newer than position ``after``. Two queries: the
-    page (with one row more, to know whether a page follows) and whether one precedes it.
+    than position ``before``, or the page newer than position ``after``. One query for the
+    page (with one row more, to know whether a page follows) and one for whether a page
+    precedes it.
     """
-    mine = _events().filter(metadata__actor__username=username)
+
+    def mine(**bounds: Any) -> list[es.RecordedEvent]:
+        return es.read_by_metadata("actor.username", username, **bounds)
+
     if after is not None:
-        rows = list(
-            mine.filter(position__gt=after).order_by("position").values(*_COLUMNS)[: page_size + 1]
-        )
-        newer_exists = len(rows) > page_size
-        rows = rows[:page_size][::-1]
-        older_exists = bool(rows) and mine.filter(position__lt=rows[-1]["position"]).exists()
+        events = mine(after=after, limit=page_size + 1)
+        newer_exists = len(events) > page_size
+        events = events[:page_size][::-1]
+        older_exists = bool(events) and bool(mine(before=events[-1].position, limit=1))
     else:
-        page = mine.filter(position__lt=before) if before is not None else mine
-        rows = list(page.order_by("-position").values(*_COLUMNS)[: page_size + 1])
-        older_exists = len(rows) > page_size
-        rows = rows[:page_size]
+        events = mine(before=before, newest_first=True, limit=page_size + 1)
+        older_exists = len(events) > page_size
+        events = events[:page_size]
         newer_exists = (
-            before is not None
-            and bool(rows)
-            and mine.filter(position__gt=rows[0]["position"]).exists()
+            before is not None and bool(events) and bool(mine(after=events[0].position, limit=1))
         )
-    lines = _lines(rows)
+    lines = [line_of(e) for e in events]
     return ActionsPage(
         actor=username,
         lines=lines,

@@ -102,6 +102,11 @@ class Backend(abc.ABC):
         """An aware datetime as a statement parameter."""
 
     @abc.abstractmethod
+    def metadata_text(self, path: Sequence[str]) -> str:
+        """The SQL expression of the text at ``path`` in an event's metadata (NULL when
+        absent). ``path``'s keys are identifiers, checked by the caller."""
+
+    @abc.abstractmethod
     def cursor(self) -> Any:
         """A cursor for the hot path (appends, heads, versions, snapshots), on Django's
         connection: same session, same transaction as the ORM's."""

@@ -104,6 +104,9 @@ class PostgresBackend(Backend):
     operational_errors = (OperationalError, *_DRIVER_OPERATIONAL_ERRORS)
     driver_errors = _DRIVER_ERRORS
 
+    def metadata_text(self, path: Sequence[str]) -> str:
+        return "metadata #>> '{" + ",".join(path) + "}'"
+
     def __init__(self) -> None:
         super().__init__()
         settings_dict = connection.settings_dict

@@ -39,6 +39,9 @@ class SqliteBackend(Backend):
     operational_errors = (OperationalError,)
     driver_errors = ()
 
+    def metadata_text(self, path: Sequence[str]) -> str:
+        return "json_extract(metadata, '$." + ".".join(path) + "')"
+
     def db_uuid(self, value: uuid.UUID) -> Any:
         return value.hex
 
