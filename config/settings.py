@@ -6,9 +6,11 @@ unless asked for.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -45,6 +47,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "eventstore",
     "bank",
     "projections",
@@ -57,7 +60,18 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # After authentication and messages: it logs idle sessions out and says why.
+    "config.security.SessionTimeoutMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes requires: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
+]
+
+# django-axes' backend first: it refuses a locked-out login before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 if not DEBUG:
@@ -252,6 +266,62 @@ SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# Content-Security-Policy (django-csp) on every answer: only this origin's own files, no
+# inline script or style, no plugins, no framing, forms post only here. A page that needs
+# more says so where it is served (config/urls.py: the API docs' one inline style, by hash).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+    }
+}
+
+# --- Logins and sessions ---------------------------------------------------------------------
+# The address a login is counted by (config/security.client_ip): REMOTE_ADDR, or, behind this
+# many reverse proxies that each append to X-Forwarded-For, the address the outermost one saw.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+if TRUSTED_PROXY_COUNT < 0:
+    raise ImproperlyConfigured(
+        "TRUSTED_PROXY_COUNT must be 0 (no proxy: REMOTE_ADDR) or the number of proxies in front."
+    )
+# django-axes: after LOGIN_FAILURE_LIMIT failed logins for one user from one address, that user
+# cannot log in from that address for LOGIN_COOLOFF_MINUTES (other users there, and the user
+# elsewhere, still can). Attempts and lockouts are in the admin; `axes_reset*` commands unlock.
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+LOGIN_COOLOFF_MINUTES = env.int("LOGIN_COOLOFF_MINUTES", default=15)
+if LOGIN_FAILURE_LIMIT < 1 or LOGIN_COOLOFF_MINUTES < 1:
+    raise ImproperlyConfigured(
+        "LOGIN_FAILURE_LIMIT and LOGIN_COOLOFF_MINUTES must be positive whole numbers."
+    )
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# A lockout lasts what the page says: attempts during it are refused without extending it.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# Every failure kept with its time, address and user agent (at most 1,000 per user), beside
+# axes' per user-and-address counter: what an investigation of an attack needs.
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+AXES_CLIENT_IP_CALLABLE = "config.security.client_ip"
+AXES_LOCKOUT_CALLABLE = "config.security.lockout_response"
+
+# A session ends SESSION_COOKIE_AGE_HOURS after its login, or after SESSION_IDLE_TIMEOUT_MINUTES
+# without a request (0: no idle limit), whichever comes first (config/security.py).
+SESSION_COOKIE_AGE = int(env.float("SESSION_COOKIE_AGE_HOURS", default=8.0) * 3600)
+SESSION_IDLE_TIMEOUT_MINUTES = env.int("SESSION_IDLE_TIMEOUT_MINUTES", default=30)
+if SESSION_COOKIE_AGE < 60 or SESSION_IDLE_TIMEOUT_MINUTES < 0:
+    raise ImproperlyConfigured(
+        "SESSION_COOKIE_AGE_HOURS must be at least one minute (e.g. 0.5) and "
+        "SESSION_IDLE_TIMEOUT_MINUTES zero (no idle limit) or more."
+    )
+SESSION_EXPIRE_AT_BROWSER_CLOSE = env.bool("SESSION_EXPIRE_AT_BROWSER_CLOSE", default=False)
 
 # --- Health ------------------------------------------------------------------------------
 # /healthz and `manage.py healthcheck` fail when a projection lags more than this.

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django.contrib.auth.models import Group, User
 from django.core.management import call_command
 from django.test import Client
@@ -81,6 +82,12 @@ def world():
         "admin/eventstore/event/": str(first_event.position),
         "admin/projections/accountbalance/": str(account.id),
     }
+    # A successful and a failed login, so that django-axes' admin pages have an object each.
+    Client().post("/admin/login/", {"username": "tom", "password": "pw"})
+    Client().post("/admin/login/", {"username": "tom", "password": "wrong"})
+    objects["admin/axes/accessattempt/"] = str(AccessAttempt.objects.get().pk)
+    objects["admin/axes/accesslog/"] = str(AccessLog.objects.get().pk)
+    objects["admin/axes/accessfailurelog/"] = str(AccessFailureLog.objects.get().pk)
     urls = sorted(
         {url for route in _routes() if (url := _concrete(route, values, objects)) is not None}
     )
@@ -131,7 +138,7 @@ def test_every_url_answers_each_role_as_it_may_and_never_with_a_5xx(world):
             else:  # staff: follow the admin's own redirects (object/ -> object/change/)
                 final = client.get(url, follow=True).status_code
                 where = f"GET {url} as {role}: {response.status_code}, finally {final}"
-                if is_admin and re.match(r"/admin/(auth|authtoken)/", url):
+                if is_admin and re.match(r"/admin/(auth|authtoken|axes)/", url):
                     assert final == 403, where  # staff roles manage no users
                 elif is_admin and ("/add/" in url or url.endswith("/delete/")):
                     assert final in (403, 404), where  # the store is read-only

@@ -248,3 +248,78 @@ def test_each_log_record_is_one_line_with_its_trace_ids(tmp_path):
     assert sum("served" in line for line in lines) == 1
     (inside,) = [line for line in lines if "inside" in line]
     assert f"trace_id={result.stdout.strip()}" in inside and "span_id=" in inside
+
+
+def _security_settings(env):
+    code = """
+import json, config.settings as s
+print(json.dumps({
+    "limit": s.AXES_FAILURE_LIMIT,
+    "cooloff_seconds": s.AXES_COOLOFF_TIME.total_seconds(),
+    "lockout_by": s.AXES_LOCKOUT_PARAMETERS,
+    "proxies": s.TRUSTED_PROXY_COUNT,
+    "cookie_age": s.SESSION_COOKIE_AGE,
+    "idle_minutes": s.SESSION_IDLE_TIMEOUT_MINUTES,
+    "at_browser_close": s.SESSION_EXPIRE_AT_BROWSER_CLOSE,
+    "backends": s.AUTHENTICATION_BACKENDS,
+    "last_middleware": s.MIDDLEWARE[-1],
+}))
+"""
+    return _run(["-c", code], {"DEBUG": "true", **env})
+
+
+def test_login_throttling_and_session_limits_have_safe_defaults():
+    import json
+
+    result = _security_settings({})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+        "limit": 5,
+        "cooloff_seconds": 15 * 60,
+        "lockout_by": [["username", "ip_address"]],
+        "proxies": 0,
+        "cookie_age": 8 * 3600,
+        "idle_minutes": 30,
+        "at_browser_close": False,
+        "backends": [
+            "axes.backends.AxesStandaloneBackend",
+            "django.contrib.auth.backends.ModelBackend",
+        ],
+        "last_middleware": "axes.middleware.AxesMiddleware",
+    }
+
+
+def test_login_throttling_and_session_limits_come_from_the_environment():
+    import json
+
+    result = _security_settings(
+        {
+            "LOGIN_FAILURE_LIMIT": "3",
+            "LOGIN_COOLOFF_MINUTES": "60",
+            "TRUSTED_PROXY_COUNT": "2",
+            "SESSION_COOKIE_AGE_HOURS": "0.5",
+            "SESSION_IDLE_TIMEOUT_MINUTES": "0",
+            "SESSION_EXPIRE_AT_BROWSER_CLOSE": "true",
+        }
+    )
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (found["limit"], found["cooloff_seconds"], found["proxies"]) == (3, 3600, 2)
+    assert (found["cookie_age"], found["idle_minutes"], found["at_browser_close"]) == (
+        1800,
+        0,
+        True,
+    )
+
+
+def test_nonsensical_login_and_session_limits_are_refused_at_start():
+    for env, message in [
+        ({"LOGIN_FAILURE_LIMIT": "0"}, "LOGIN_FAILURE_LIMIT and LOGIN_COOLOFF_MINUTES must be"),
+        ({"LOGIN_COOLOFF_MINUTES": "0"}, "LOGIN_FAILURE_LIMIT and LOGIN_COOLOFF_MINUTES must be"),
+        ({"SESSION_COOKIE_AGE_HOURS": "0"}, "SESSION_COOKIE_AGE_HOURS must be at least"),
+        ({"SESSION_IDLE_TIMEOUT_MINUTES": "-1"}, "SESSION_IDLE_TIMEOUT_MINUTES zero"),
+        ({"TRUSTED_PROXY_COUNT": "-1"}, "TRUSTED_PROXY_COUNT must be"),
+    ]:
+        result = _security_settings(env)
+        assert result.returncode != 0, env
+        assert message in result.stderr, (env, result.stderr[-400:])

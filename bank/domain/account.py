@@ -140,12 +140,15 @@ class Account:
 
         Raises:
             InvalidInput: the holder name or currency is malformed.
-            InvalidAmount: the initial balance is negative or over the bound.
+            InvalidAmount: the initial balance is negative, over the bound or not an int
+                (bools included).
         """
         name = clean_text("holder_name", holder_name, maximum=HOLDER_NAME_MAX, required=True)
         check_currency(currency)
-        if initial_balance_cents != 0 or not isinstance(initial_balance_cents, int):
-            check_amount(initial_balance_cents)  # zero is the one amount an opening may have
+        # Zero is the one amount an opening may have, and only as an int: False == 0, but a
+        # bool is refused like any other amount that is not a whole number of cents.
+        if type(initial_balance_cents) is not int or initial_balance_cents != 0:
+            check_amount(initial_balance_cents)
         account = cls(account_id)
         account._record(
             AccountOpened(
