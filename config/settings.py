@@ -232,6 +232,8 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "bank.api.schema.forbid_unknown_request_fields",
+        "bank.api.schema.blank_text_is_one_schema",
+        "bank.api.schema.declare_tags",
     ],
 }
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.validators import RegexValidator
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from bank.domain import MAX_CENTS
+from bank.domain import CURRENCIES, MAX_CENTS
 
 
 class StrictIntegerField(serializers.IntegerField):
@@ -73,3 +74,28 @@ class StrictSerializer(serializers.Serializer):
         if unknown:
             raise serializers.ValidationError({name: ["unknown field"] for name in unknown})
         return super().to_internal_value(data)
+
+
+ACCOUNT_STATUSES = ("active", "frozen", "closed")
+
+
+@extend_schema_field(
+    {"type": "string", "enum": list(ACCOUNT_STATUSES), "description": "an account's status"},
+    component_name="AccountStatus",
+)
+class AccountStatusField(serializers.ChoiceField):
+    """``active``, ``frozen`` or ``closed`` (one ``AccountStatus`` enum in the schema)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(choices=ACCOUNT_STATUSES, **kwargs)
+
+
+@extend_schema_field(
+    {"type": "string", "enum": sorted(CURRENCIES), "description": "an ISO 4217 currency code"},
+    component_name="Currency",
+)
+class CurrencyField(serializers.ChoiceField):
+    """An ISO 4217 currency code (one ``Currency`` enum in the schema)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(choices=sorted(CURRENCIES), **kwargs)

@@ -42,11 +42,17 @@ def read_key(request: Any) -> str | None:
 def _fingerprint(request: Any) -> str:
     body = json.dumps(request.data, sort_keys=True, separators=(",", ":"), default=str)
     text = f"{request.method} {request.path}\n{request.headers.get('If-Match', '')}\n{body}"
+    if_none_match = request.headers.get("If-None-Match")
+    if if_none_match is not None:
+        # Appended only when sent, so that the keys stored before it counted still match.
+        text += f"\nIf-None-Match: {if_none_match}"
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def run_idempotent(request: Any, key: str | None, command: Callable[[], Response]) -> Response:
     """Run ``command`` once per (user, key); replay the stored answer on a retry.
+
+    The same request is the same method, path, body, If-Match and If-None-Match.
 
     Raises:
         IdempotencyKeyReused: the key was first used with a different request.

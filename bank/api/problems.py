@@ -20,12 +20,23 @@ from rest_framework.response import Response
 
 import eventstore as es
 from bank.domain import DomainError
+from bank.domain import errors as domain_errors
+from bank.services import errors as service_errors
 from bank.services.errors import (
     AccountDidNotExistYet,
     AccountNotFound,
     ConcurrencyConflict,
     VersionMismatch,
     VersionNotFound,
+)
+
+from .caching import no_store
+from .conditional import (
+    INVALID_PRECONDITION_HEADER,
+    PRECONDITION_NOT_SUPPORTED,
+    InvalidPreconditionHeader,
+    PreconditionFailed,
+    PreconditionNotSupported,
 )
 
 log = logging.getLogger("bank.api")
@@ -43,8 +54,42 @@ NOT_ACCEPTABLE = "not_acceptable"
 UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
 THROTTLED = "throttled"
 IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+REQUEST_TOO_LARGE = "request_too_large"
 DATABASE_UNAVAILABLE = "database_unavailable"
 INTERNAL_ERROR = "internal_error"
+UNKNOWN_ERROR = "error"  # a DRF exception this module does not know yet
+
+# Every code a problem may carry, for the OpenAPI document (clients must still accept a
+# code they do not know: new ones are added, none is ever renamed).
+PROBLEM_CODES = (
+    INVALID_INPUT,
+    MALFORMED_REQUEST,
+    REQUEST_TOO_LARGE,
+    INVALID_PRECONDITION_HEADER,
+    PRECONDITION_NOT_SUPPORTED,
+    NOT_AUTHENTICATED,
+    PERMISSION_DENIED,
+    NOT_FOUND,
+    service_errors.ACCOUNT_NOT_FOUND,
+    service_errors.VERSION_NOT_FOUND,
+    service_errors.ACCOUNT_DID_NOT_EXIST_YET,
+    METHOD_NOT_ALLOWED,
+    NOT_ACCEPTABLE,
+    service_errors.CONCURRENCY_CONFLICT,
+    service_errors.VERSION_MISMATCH,
+    UNSUPPORTED_MEDIA_TYPE,
+    domain_errors.INSUFFICIENT_FUNDS,
+    domain_errors.ACCOUNT_NOT_ACTIVE,
+    domain_errors.INVALID_AMOUNT,
+    domain_errors.INVALID_STATE_TRANSITION,
+    domain_errors.BALANCE_NOT_ZERO,
+    domain_errors.INVALID_TRANSFER,
+    IDEMPOTENCY_KEY_REUSED,
+    THROTTLED,
+    INTERNAL_ERROR,
+    DATABASE_UNAVAILABLE,
+    UNKNOWN_ERROR,
+)
 
 TITLES = {
     400: "Bad request",
@@ -106,7 +151,7 @@ def _drf(exc: exceptions.APIException, response_headers: dict[str, str]) -> Resp
         exceptions.UnsupportedMediaType: UNSUPPORTED_MEDIA_TYPE,
         exceptions.Throttled: THROTTLED,
         exceptions.ParseError: MALFORMED_REQUEST,
-    }.get(type(exc), INVALID_INPUT if exc.status_code == 400 else "error")
+    }.get(type(exc), INVALID_INPUT if exc.status_code == 400 else UNKNOWN_ERROR)
     if isinstance(exc, exceptions.ValidationError):
         detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
         return problem(
@@ -141,6 +186,15 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         if exc.status_code == 403 and not isinstance(exc, exceptions.PermissionDenied):
             exc = exceptions.PermissionDenied(str(exc.detail))
         return _drf(exc, headers)
+    if isinstance(exc, InvalidPreconditionHeader):
+        return problem(400, exc.code, str(exc), errors={exc.header: [exc.reason]})
+    if isinstance(exc, PreconditionNotSupported):
+        return problem(400, exc.code, str(exc))
+    if isinstance(exc, PreconditionFailed):
+        expected: dict[str, Any] = (
+            {} if exc.expected is None else {"expected_version": exc.expected}
+        )
+        return problem(412, exc.code, str(exc), current_version=exc.current, **expected)
     if isinstance(exc, AccountNotFound | AccountDidNotExistYet | VersionNotFound):
         return problem(404, exc.code, str(exc))
     if isinstance(exc, Http404):
@@ -160,7 +214,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     if isinstance(exc, es.InvalidEventError):
         return problem(400, INVALID_INPUT, str(exc))
     if isinstance(exc, RequestDataTooBig):
-        return problem(400, "request_too_large", "the request body is too large")
+        return problem(400, REQUEST_TOO_LARGE, "the request body is too large")
     if isinstance(exc, es.StoreUnavailableError | OperationalError | InterfaceError):
         log.warning("database unavailable: %s", exc)
         return problem(
@@ -190,7 +244,7 @@ def server_error_problem(exc: BaseException | None) -> Response:
 
 
 def _json_problem(status_code: int, code: str, detail: str) -> JsonResponse:
-    return JsonResponse(
+    response = JsonResponse(
         {
             "type": f"urn:ledgerline:problem:{code}",
             "title": TITLES.get(status_code, "Error"),
@@ -201,6 +255,7 @@ def _json_problem(status_code: int, code: str, detail: str) -> JsonResponse:
         status=status_code,
         content_type=PROBLEM_CONTENT_TYPE,
     )
+    return no_store(response)
 
 
 def handler404(request: Any, exception: Exception | None = None) -> Any:
@@ -225,4 +280,11 @@ def handler500(request: Any) -> Any:
     return server_error(request)
 
 
-__all__ = ["PROBLEM_CONTENT_TYPE", "exception_handler", "handler404", "handler500", "problem"]
+__all__ = [
+    "PROBLEM_CODES",
+    "PROBLEM_CONTENT_TYPE",
+    "exception_handler",
+    "handler404",
+    "handler500",
+    "problem",
+]

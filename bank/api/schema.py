@@ -1,8 +1,406 @@
-"""OpenAPI post-processing: say in the document what the server enforces."""
+"""The OpenAPI document: say in it what the server does, headers and problems included.
+
+- ``ApiSchema`` (the views' schema class) adds what every answer has: the caching headers,
+  ``WWW-Authenticate`` on 401, ``Retry-After`` on 429 and 503, and OpenAPI links from an
+  account answer to the account's reads and commands (its ``id`` to their path, its
+  ``ETag`` to their ``If-Match``).
+- ``problems(...)`` lists an operation's problem answers, with 406, 500 and ``default``.
+- ``Problem`` documents the problem details with their known codes and typed extras.
+- Text fields that may be blank are one string schema whose pattern admits "" (not a
+  ``oneOf`` whose two branches would both match "", which no validator accepts).
+- Token authentication is described as the header it is: ``Authorization: Token <key>``.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+from drf_spectacular.extensions import (
+    OpenApiAuthenticationExtension,
+    OpenApiSerializerFieldExtension,
+)
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import ResolvedComponent
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+from rest_framework import serializers
+
+from .caching import CACHE_CONTROL, VARY
+from .conditional import CONDITION_PATTERN, IF_MATCH, IF_NONE_MATCH
+from .fields import AccountStatusField
+from .idempotency import HEADER as IDEMPOTENCY_HEADER
+from .problems import PROBLEM_CODES, PROBLEM_CONTENT_TYPE
+
+# Top-level tags, in the order the docs show them (SPECTACULAR_SETTINGS["TAGS"]).
+ACCOUNTS, COMMANDS, TRANSFERS, HISTORY = "accounts", "commands", "transfers", "history"
+TAGS = [
+    {"name": ACCOUNTS, "description": "Open accounts, list them, read one now or in the past."},
+    {
+        "name": COMMANDS,
+        "description": "Change one account: each answers its new state and ETag; "
+        "If-Match pins the version, Idempotency-Key makes a retry safe.",
+    },
+    {"name": TRANSFERS, "description": "Move money between two accounts, atomically."},
+    {"name": HISTORY, "description": "An account's events and its transaction history."},
+]
+
+
+# --- problems -------------------------------------------------------------------------
+
+
+class ProblemCodeField(serializers.CharField):
+    """The problem's ``code``: one of ``ProblemCode``, or a newer one (see the extension)."""
+
+
+class ProblemCodeFieldExtension(OpenApiSerializerFieldExtension):
+    """``anyOf: [ProblemCode, string]``: the known codes, and room for new ones.
+
+    Codes are added over time (never renamed); a closed enum would make a generated client
+    fail to read a problem whose code is newer than the client.
+    """
+
+    target_class = ProblemCodeField
+
+    def map_serializer_field(self, auto_schema: Any, direction: Any) -> Any:
+        component = ResolvedComponent(
+            name="ProblemCode",
+            type=ResolvedComponent.SCHEMA,
+            object="ProblemCode",
+            schema={
+                "type": "string",
+                "enum": list(PROBLEM_CODES),
+                "description": "the problem codes this version answers",
+            },
+        )
+        auto_schema.registry.register_on_missing(component)
+        return {
+            "anyOf": [component.ref, {"type": "string"}],
+            "description": "stable machine-readable error code (new codes may be added)",
+        }
+
+
+class ProblemSerializer(serializers.Serializer):
+    """An error as the API answers it: RFC 9457 problem details, ``application/problem+json``.
+
+    The members after ``code`` are present only on the problems that name them.
+    """
+
+    type = serializers.CharField(help_text="urn:ledgerline:problem:<code>")
+    title = serializers.CharField()
+    status = serializers.IntegerField(help_text="the HTTP status code")
+    detail = serializers.CharField(help_text="what happened, with the values involved")
+    code = ProblemCodeField()
+    # The members' names are the problem document's (RFC 9457 extensions), not fields of ours.
+    errors = serializers.DictField(  # type: ignore[assignment]
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="per field or header, what is wrong with it (invalid_input, "
+        "invalid_precondition_header)",
+    )
+    available_cents = serializers.IntegerField(required=False, help_text="insufficient_funds")
+    requested_cents = serializers.IntegerField(required=False, help_text="insufficient_funds")
+    balance_cents = serializers.IntegerField(required=False, help_text="balance_not_zero")
+    amount = serializers.IntegerField(
+        required=False, allow_null=True, help_text="invalid_amount: the amount refused"
+    )
+    account_status = AccountStatusField(
+        required=False, help_text="account_not_active, invalid_state_transition"
+    )
+    field = serializers.CharField(
+        required=False, help_text="invalid_input from a business rule: the field refused"
+    )
+    expected_version = serializers.IntegerField(
+        required=False, help_text="version_mismatch: the version If-Match named, when one"
+    )
+    current_version = serializers.IntegerField(
+        required=False, help_text="version_mismatch: the account's version"
+    )
+    reference = serializers.CharField(
+        required=False, help_text="internal_error: quote it to support"
+    )
+
+
+_PROBLEM_TEXT = {
+    400: "invalid input (invalid_input, with errors per field), a malformed body "
+    "(malformed_request, request_too_large), a malformed If-Match / If-None-Match "
+    "(invalid_precondition_header) or one the operation does not take "
+    "(precondition_not_supported)",
+    401: "not authenticated (not_authenticated; WWW-Authenticate: Token)",
+    403: "the role may not do this (permission_denied)",
+    404: "no such account (account_not_found), version (version_not_found) or time "
+    "(account_did_not_exist_yet)",
+    406: "the Accept header excludes JSON (not_acceptable)",
+    409: "concurrent writers kept winning (concurrency_conflict): retry",
+    412: "If-Match / If-None-Match does not hold for the account's version (version_mismatch)",
+    415: "the body is not application/json (unsupported_media_type)",
+    422: "a business rule refused the command (insufficient_funds, account_not_active, "
+    "invalid_amount, invalid_state_transition, balance_not_zero, invalid_transfer, "
+    "invalid_input) or the Idempotency-Key was used for another request "
+    "(idempotency_key_reused)",
+    429: "throttled (throttled; Retry-After)",
+    500: "a bug (internal_error): only a reference to quote",
+    503: "the database is unavailable (database_unavailable; Retry-After)",
+}
+
+
+def problems(*statuses: int) -> dict[tuple[int | str, str], OpenApiResponse]:
+    """The problem answers of an operation, for ``extend_schema(responses=...)``.
+
+    Every operation may also answer 406 and 500, and any other problem (``default``).
+    """
+    answers: dict[tuple[int | str, str], OpenApiResponse] = {
+        (s, PROBLEM_CONTENT_TYPE): OpenApiResponse(ProblemSerializer, description=_PROBLEM_TEXT[s])
+        for s in sorted({*statuses, 406, 500})
+    }
+    answers["default", PROBLEM_CONTENT_TYPE] = OpenApiResponse(
+        ProblemSerializer, description="any other problem"
+    )
+    return answers
+
+
+# --- request and response headers ----------------------------------------------------
+
+X_CORRELATION_ID = OpenApiParameter(
+    "X-Correlation-ID",
+    OpenApiTypes.UUID,
+    OpenApiParameter.HEADER,
+    description="a UUID recorded as the events' correlation_id (a new one by default)",
+)
+IDEMPOTENCY_KEY = OpenApiParameter(
+    IDEMPOTENCY_HEADER,
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description="a retry with the same key, body and If-Match replays the first answer "
+    "(Idempotency-Replayed: true) and appends nothing; the same key with another request "
+    "is 422 idempotency_key_reused",
+    pattern=r"^[ -~]{1,255}$",
+)
+IF_MATCH_COMMAND = OpenApiParameter(
+    IF_MATCH,
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description='run only if the account is at this version: its ETag ("3"), a list '
+    '("3", "4") or * (any version). Compared strongly (RFC 9110): W/"3" never matches. '
+    "A bare version (3) is accepted too. Else 412 version_mismatch; malformed: 400 "
+    "invalid_precondition_header",
+    pattern=CONDITION_PATTERN,
+)
+IF_NONE_MATCH_COMMAND = OpenApiParameter(
+    IF_NONE_MATCH,
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description='run only if the account is at none of these versions ("3", W/"3" or a '
+    "list; weak comparison); * never holds for an existing account. Else 412",
+    pattern=CONDITION_PATTERN,
+)
+IF_MATCH_READ = OpenApiParameter(
+    IF_MATCH,
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description="answer only if the state's ETag matches (strong comparison), else 412",
+    pattern=CONDITION_PATTERN,
+)
+IF_NONE_MATCH_READ = OpenApiParameter(
+    IF_NONE_MATCH,
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description='the ETag(s) you hold ("3", W/"3", a list, or *): 304 with no body if one '
+    "matches the state's ETag (weak comparison)",
+    pattern=CONDITION_PATTERN,
+)
+ETAG = OpenApiParameter(
+    "ETag",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description='the account\'s version as a strong entity tag ("3"): send it back in '
+    "If-Match (commands) or If-None-Match (reads)",
+    pattern=r'^"[0-9]+"$',
+    required=True,
+    response=[200, 201, 304],
+)
+LOCATION = OpenApiParameter(
+    "Location",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description="the new account's path, /api/accounts/{id}/",
+    required=True,
+    response=[201],
+)
+IDEMPOTENCY_REPLAYED = OpenApiParameter(
+    "Idempotency-Replayed",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description="true when this is the stored answer to an earlier request with the same "
+    "Idempotency-Key",
+    enum=["true"],
+    response=[200, 201],
+)
+
+_CACHING_HEADERS = {
+    "Cache-Control": {
+        "schema": {"type": "string", "enum": [CACHE_CONTROL]},
+        "required": True,
+        "description": "no answer of this API may be stored by any cache (bank data)",
+    },
+    "Vary": {
+        "schema": {"type": "string"},
+        "required": True,
+        "description": f"includes {', '.join(VARY)}",
+    },
+}
+_CHALLENGE = {
+    "WWW-Authenticate": {
+        "schema": {"type": "string", "enum": ["Token"]},
+        "required": True,
+        "description": "send Authorization: Token <key>",
+    }
+}
+_RETRY_AFTER = {
+    "Retry-After": {
+        "schema": {"type": "integer", "minimum": 0},
+        "required": True,
+        "description": "seconds to wait before retrying",
+    }
+}
+
+_ACCOUNT_REF = "#/components/schemas/Account"
+
+
+def _account_links(account: str) -> dict[str, Any]:
+    """Links from an answer holding an account (at ``account``, a JSON pointer) onwards."""
+    ident = f"$response.body#{account}/id"
+    links: dict[str, Any] = {
+        "GetAccount": {
+            "operationId": "accounts_retrieve",
+            "parameters": {"account_id": ident},
+            "description": "read the account again (send its ETag in If-None-Match)",
+        },
+        "GetAccountEvents": {
+            "operationId": "accounts_events",
+            "parameters": {"account_id": ident},
+            "description": "the account's events",
+        },
+        "GetAccountTransactions": {
+            "operationId": "accounts_transactions",
+            "parameters": {"account_id": ident},
+            "description": "the account's transaction history",
+        },
+    }
+    for command in ("deposit", "withdraw", "freeze", "unfreeze", "close"):
+        parameters = {"account_id": ident}
+        if not account:  # the ETag is the answer's account's (not a transfer's two)
+            parameters["If-Match"] = "$response.header.ETag"
+        links[f"{command.capitalize()}Account"] = {
+            "operationId": f"accounts_{command}",
+            "parameters": parameters,
+            "description": f"{command} on the account"
+            + (", only if it has not changed since (its ETag as If-Match)" if not account else ""),
+        }
+    return links
+
+
+class ApiSchema(AutoSchema):
+    """drf-spectacular's AutoSchema plus what every operation of ours has in common."""
+
+    def get_operation(self, *args: Any, **kwargs: Any) -> Any:
+        operation = super().get_operation(*args, **kwargs)
+        if operation is None:
+            return None
+        for status, response in operation["responses"].items():
+            headers = response.setdefault("headers", {})
+            headers.update(_CACHING_HEADERS)
+            if status == "401":
+                headers.update(_CHALLENGE)
+            if status in ("429", "503"):
+                headers.update(_RETRY_AFTER)
+            if status.startswith("2"):
+                links = _links(response)
+                if links:
+                    response["links"] = links
+        return operation
+
+
+def _links(response: dict[str, Any]) -> dict[str, Any]:
+    refs = {media.get("schema", {}).get("$ref") for media in response.get("content", {}).values()}
+    if _ACCOUNT_REF in refs:
+        return _account_links("")
+    if "#/components/schemas/Transfer" in refs:
+        return {
+            f"{name}Of{side}": link
+            for side, pointer in (("Source", "/from_account"), ("Target", "/to_account"))
+            for name, link in _account_links(pointer).items()
+            if name in ("GetAccount", "GetAccountTransactions")
+        }
+    return {}
+
+
+# --- fields and authentication -----------------------------------------------------------
+
+
+class TokenAuthenticationScheme(OpenApiAuthenticationExtension):
+    """DRF's token: the Authorization header with the word Token, a space and the key."""
+
+    target_class = "rest_framework.authentication.TokenAuthentication"
+    name = "tokenAuth"
+    match_subclasses = True
+    priority = 1  # over drf-spectacular's own, which says less
+
+    def get_security_definition(self, auto_schema: Any) -> Any:
+        # OpenAPI 3.0 has no way to give an apiKey a prefix, and an http scheme other than
+        # basic or bearer is one that Swagger UI cannot send: so an apiKey whose value is
+        # the whole header, with the prefix said in words (and shown to generated clients).
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "Send `Authorization: Token <key>`: the word Token, one space, "
+            "the key (`manage.py drf_create_token <user>`). In Swagger UI's Authorize, "
+            "type `Token <key>`; a generated client sets its token prefix to `Token` "
+            '(openapi-python-client: `AuthenticatedClient(base_url, token=key, prefix="Token")`).',
+        }
+
+
+# --- post-processing hooks (SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"]) ---------------
+
+
+def declare_tags(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """The operations' tags, declared at the top with what each holds, in order."""
+    result["tags"] = TAGS
+    return result
+
+
+_BLANK = {"type": "string", "maxLength": 0}
+
+
+def blank_text_is_one_schema(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """A text that may be blank is one string schema, not ``oneOf`` with ``maxLength: 0``.
+
+    drf-spectacular describes a blank-allowed field with a pattern as ``oneOf: [{pattern},
+    {maxLength: 0}]``; our patterns admit "" already, so "" matched both branches and was
+    invalid against ``oneOf`` (exactly one must match). Where the pattern admits "", the
+    first branch alone says it all.
+    """
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        node = {key: walk(value) for key, value in node.items()}
+        branches = node.get("oneOf")
+        if (
+            isinstance(branches, list)
+            and len(branches) == 2
+            and branches[1] == _BLANK
+            and branches[0].get("type") == "string"
+            and re.fullmatch(branches[0].get("pattern", ""), "")
+        ):
+            rest = {key: value for key, value in node.items() if key != "oneOf"}
+            return {**branches[0], **rest}
+        return node
+
+    return walk(result)
 
 
 def forbid_unknown_request_fields(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:

@@ -6,82 +6,80 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
 
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
-    OpenApiParameter,
     OpenApiResponse,
     extend_schema,
     extend_schema_field,
+    extend_schema_serializer,
 )
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from bank import selectors
-from bank.domain import CURRENCIES
 from bank.domain.text import DESCRIPTION_MAX, HOLDER_NAME_MAX, REASON_MAX
 from bank.services import Actor
 from bank.services import accounts as svc
 from bank.services.errors import AccountNotFound
 
-from .fields import AmountField, StrictIntegerField, StrictSerializer, TextField
-from .idempotency import HEADER as IDEMPOTENCY_HEADER
+from .caching import no_store
+from .conditional import Preconditions, etag_of
+from .fields import (
+    AccountStatusField,
+    AmountField,
+    CurrencyField,
+    StrictIntegerField,
+    StrictSerializer,
+    TextField,
+)
 from .idempotency import read_key, run_idempotent
-from .problems import PROBLEM_CONTENT_TYPE
-
-STATUSES = ("active", "frozen", "closed")
-
+from .pagination import PageQuery, page_of
+from .schema import (
+    ACCOUNTS,
+    COMMANDS,
+    ETAG,
+    HISTORY,
+    IDEMPOTENCY_KEY,
+    IDEMPOTENCY_REPLAYED,
+    IF_MATCH_COMMAND,
+    IF_MATCH_READ,
+    IF_NONE_MATCH_COMMAND,
+    IF_NONE_MATCH_READ,
+    LOCATION,
+    TRANSFERS,
+    X_CORRELATION_ID,
+    ApiSchema,
+    problems,
+)
 
 # --- shared pieces --------------------------------------------------------------------
 
 
-class ProblemSerializer(serializers.Serializer):
-    """An error (RFC 9457 problem details) as the API returns it."""
+class ApiView(APIView):
+    """Every view of the API: documented by ``ApiSchema``, never stored by a cache."""
 
-    type = serializers.CharField()
-    title = serializers.CharField()
-    status = serializers.IntegerField()
-    detail = serializers.CharField()
-    code = serializers.CharField(help_text="stable machine-readable error code")
-    # The field's name is the problem document's (RFC 9457 extension), not the serializer's.
-    errors = serializers.DictField(  # type: ignore[assignment]
-        required=False, help_text="per-field errors (400 only)"
-    )
+    schema = ApiSchema()
+
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        # Every answer passes here, problems included (DRF's exception handling too).
+        return no_store(super().finalize_response(request, response, *args, **kwargs))
 
 
-def _problems(*statuses: int) -> dict[tuple[int, str], OpenApiResponse]:
-    text = {
-        400: "invalid input (code invalid_input or malformed_request)",
-        401: "not authenticated",
-        403: "the role may not do this",
-        404: "no such account (account_not_found), version or time",
-        409: "concurrent writers kept winning (concurrency_conflict)",
-        412: "If-Match names a stale version (version_mismatch)",
-        422: "a business rule refused the command (insufficient_funds, account_not_active, "
-        "invalid_amount, invalid_state_transition, balance_not_zero, invalid_transfer, "
-        "invalid_input, idempotency_key_reused)",
-        429: "throttled",
-        503: "the database is unavailable (database_unavailable)",
-    }
-    return {
-        (s, PROBLEM_CONTENT_TYPE): OpenApiResponse(ProblemSerializer, description=text[s])
-        for s in statuses
-    }
-
-
+@extend_schema_serializer(component_name="Account")
 class AccountOutput(serializers.Serializer):
     id = serializers.UUIDField()
     holder_name = serializers.CharField()
-    currency = serializers.CharField()
+    currency = CurrencyField()
     balance_cents = serializers.IntegerField()
-    status = serializers.ChoiceField(choices=STATUSES)
-    version = serializers.IntegerField()
+    status = AccountStatusField()
+    version = serializers.IntegerField(
+        help_text="the number of events; the ETag is its quoted form"
+    )
 
 
 def _page_of(item: type[serializers.Serializer], name: str) -> type[serializers.Serializer]:
@@ -90,7 +88,7 @@ def _page_of(item: type[serializers.Serializer], name: str) -> type[serializers.
         name,
         (serializers.Serializer,),
         {
-            "count": serializers.IntegerField(),
+            "count": serializers.IntegerField(help_text="items in the whole list"),
             "next": serializers.URLField(allow_null=True),
             "previous": serializers.URLField(allow_null=True),
             "results": item(many=True),
@@ -100,22 +98,10 @@ def _page_of(item: type[serializers.Serializer], name: str) -> type[serializers.
 
 AccountPage = _page_of(AccountOutput, "AccountPage")
 
-
-IF_MATCH = OpenApiParameter(
-    "If-Match",
-    OpenApiTypes.STR,
-    OpenApiParameter.HEADER,
-    description='run only if the account is at this version ("3", W/"3" or 3); else 412',
-    pattern=r'^(W/)?"?[0-9]{1,18}"?$',
+PAGE_PAST_THE_END = (
+    " A page past the end is a 200 with no results, the true count, no next, and previous "
+    "linking to the last page."
 )
-IDEMPOTENCY_KEY = OpenApiParameter(
-    IDEMPOTENCY_HEADER,
-    OpenApiTypes.STR,
-    OpenApiParameter.HEADER,
-    description="a retry with the same key and body replays the first answer",
-    pattern=r"^[ -~]{1,255}$",
-)
-COMMAND_ERRORS = _problems(400, 401, 403, 404, 409, 412, 422, 429, 503)
 
 
 def actor_of(request: Request) -> Actor:
@@ -134,27 +120,8 @@ def correlation_of(request: Request) -> uuid.UUID | None:
         raise ValidationError({"X-Correlation-ID": ["must be a UUID"]}) from None
 
 
-def expected_version_of(request: Request) -> int | None:
-    """Read If-Match: a bare version number or an ETag ("3", W/"3")."""
-    value = request.headers.get("If-Match")
-    if value is None:
-        return None
-    text = value.strip()
-    if text.startswith("W/"):
-        text = text[2:]
-    text = text.strip('"')
-    if not text.isdigit() or len(text) > 18:
-        raise ValidationError({"If-Match": ['must be an account version, e.g. "3"']})
-    return int(text)
-
-
-def account_response(state: svc.AccountState, status: int = 200) -> Response:
-    response = Response(AccountOutput(state).data, status=status)
-    response["ETag"] = f'"{state.version}"'
-    return response
-
-
-def command_kwargs(request: Request, key: str | None) -> dict[str, Any]:
+def metadata_of(request: Request, key: str | None) -> dict[str, Any]:
+    """Who, why and which retry: the keywords every command service takes."""
     return {
         "actor": actor_of(request),
         "correlation_id": correlation_of(request),
@@ -162,38 +129,53 @@ def command_kwargs(request: Request, key: str | None) -> dict[str, Any]:
     }
 
 
+def account_response(state: svc.AccountState, status: int = 200) -> Response:
+    response = Response(AccountOutput(state).data, status=status)
+    response["ETag"] = etag_of(state.version)
+    return response
+
+
+def not_modified(version: int) -> Response:
+    """304: the client's copy is current; the ETag and the caching headers, no body."""
+    response = Response(status=304)
+    response["ETag"] = etag_of(version)
+    return response
+
+
 @extend_schema_field(OpenApiTypes.DATETIME)
 class DateTimeText(serializers.CharField):
     """An RFC 3339 date-time, parsed by the view so that a missing time zone is an error."""
 
 
-class Pagination(PageNumberPagination):
-    page_size = 20
-    page_size_query_param = "page_size"
-    max_page_size = 100
-
-
 # --- accounts -------------------------------------------------------------------------
 
 
-class AccountCollectionApi(APIView):
+class AccountCollectionApi(ApiView):
     """GET: list accounts (balance read model). POST: open an account."""
 
-    class ListQuery(serializers.Serializer):
-        status = serializers.ChoiceField(choices=STATUSES, required=False)
-        search = TextField(required=False, max_length=HOLDER_NAME_MAX, allow_blank=True)
-        page = serializers.IntegerField(required=False, min_value=1)
-        page_size = serializers.IntegerField(required=False, min_value=1, max_value=100)
+    class ListQuery(PageQuery):
+        status = AccountStatusField(required=False)
+        search = TextField(
+            required=False,
+            max_length=HOLDER_NAME_MAX,
+            allow_blank=True,
+            help_text="part of the holder's name, any case",
+        )
 
-    class OpenInput(StrictSerializer):
+    @extend_schema_serializer(component_name="OpenAccount")
+    class InputSerializer(StrictSerializer):
         holder_name = TextField(max_length=HOLDER_NAME_MAX)
-        currency = serializers.ChoiceField(choices=sorted(CURRENCIES), default="EUR")
+        currency = CurrencyField(default="EUR")
         initial_balance_cents = StrictIntegerField(min_value=0, max_value=2**53 - 1, default=0)
 
     @extend_schema(
         operation_id="accounts_list",
+        summary="List accounts",
+        description="The accounts by holder name, from the balance read model (as far as the "
+        "projections got)." + PAGE_PAST_THE_END,
+        tags=[ACCOUNTS],
         parameters=[ListQuery],
-        responses={200: AccountPage, **_problems(400, 401, 403, 404, 429, 503)},
+        responses={200: AccountPage, **problems(400, 401, 403, 429, 503)},
     )
     def get(self, request: Request) -> Response:
         query = self.ListQuery(data=request.query_params.dict())
@@ -201,46 +183,70 @@ class AccountCollectionApi(APIView):
         accounts = selectors.account_list(
             status=query.validated_data.get("status"), search=query.validated_data.get("search")
         )
-        paginator = Pagination()
-        page = paginator.paginate_queryset(accounts, request, view=self)
-        rows = [
-            {
-                "id": a.account_id,
-                "holder_name": a.holder_name,
-                "currency": a.currency,
-                "balance_cents": a.balance_cents,
-                "status": a.status,
-                "version": a.version,
-            }
-            for a in page or []
-        ]
-        return paginator.get_paginated_response(AccountOutput(rows, many=True).data)
+
+        def rows(offset: int, limit: int) -> Any:
+            return AccountOutput(
+                [
+                    {
+                        "id": a.account_id,
+                        "holder_name": a.holder_name,
+                        "currency": a.currency,
+                        "balance_cents": a.balance_cents,
+                        "status": a.status,
+                        "version": a.version,
+                    }
+                    for a in accounts[offset : offset + limit]
+                ],
+                many=True,
+            ).data
+
+        return Response(page_of(request, query.validated_data, count=accounts.count(), rows=rows))
 
     @extend_schema(
         operation_id="accounts_open",
-        request=OpenInput,
-        parameters=[IDEMPOTENCY_KEY],
-        responses={201: AccountOutput, **_problems(400, 401, 403, 409, 422, 429, 503)},
+        summary="Open an account",
+        description="Opens an account and answers it (201, Location, ETag). If-Match and "
+        "If-None-Match are refused here (400 precondition_not_supported): the new account "
+        "has a new id, so there is no version to compare; send Idempotency-Key to retry "
+        "safely.",
+        tags=[ACCOUNTS],
+        request=InputSerializer,
+        parameters=[IDEMPOTENCY_KEY, X_CORRELATION_ID, ETAG, LOCATION, IDEMPOTENCY_REPLAYED],
+        responses={201: AccountOutput, **problems(400, 401, 403, 409, 415, 422, 429, 503)},
     )
     def post(self, request: Request) -> Response:
-        data = self.OpenInput(data=request.data)
+        data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        Preconditions.refused(
+            request,
+            "opening makes a new account, with a new id: there is no version to compare; "
+            "send Idempotency-Key to make a retry safe",
+        )
         key = read_key(request)
+        metadata = metadata_of(request, key)  # before a replay, so that it is checked too
 
         def open_() -> Response:
-            state = svc.open_account(**data.validated_data, **command_kwargs(request, key))
-            response = account_response(state, status=201)
-            response["Location"] = f"/api/accounts/{state.id}/"
-            return response
+            state = svc.open_account(
+                holder_name=data.validated_data["holder_name"],
+                currency=data.validated_data["currency"],
+                initial_balance_cents=data.validated_data["initial_balance_cents"],
+                **metadata,
+            )
+            return account_response(state, status=201)
 
-        return run_idempotent(request, key, open_)
+        response = run_idempotent(request, key, open_)
+        # Here, not in open_, so that a replayed answer carries it too.
+        response["Location"] = f"/api/accounts/{response.data['id']}/"
+        return response
 
 
-class AccountDetailApi(APIView):
+class AccountDetailApi(ApiView):
     """The account's state from its events (strongly consistent), now or at a past point."""
 
     class Query(serializers.Serializer):
-        as_of_version = serializers.IntegerField(required=False, min_value=1, max_value=2**31)
+        as_of_version = serializers.IntegerField(
+            required=False, min_value=1, max_value=2**31, help_text="the state at this version"
+        )
         as_of = DateTimeText(required=False, help_text="ISO-8601 date-time with a time zone")
 
         def validate_as_of(self, value: str) -> Any:
@@ -269,41 +275,70 @@ class AccountDetailApi(APIView):
 
     @extend_schema(
         operation_id="accounts_retrieve",
-        parameters=[Query],
-        responses={200: AccountOutput, **_problems(400, 401, 403, 404, 429, 503)},
+        summary="Read an account",
+        description="The account's state from its events (strongly consistent), now or, with "
+        "as_of_version or as_of, at a past point; the ETag is the version of the state "
+        "answered. If-None-Match with that ETag answers 304 with no body.",
+        tags=[ACCOUNTS],
+        parameters=[Query, IF_NONE_MATCH_READ, IF_MATCH_READ, ETAG],
+        responses={
+            200: AccountOutput,
+            304: OpenApiResponse(
+                description="not modified: If-None-Match matched the ETag (no body)"
+            ),
+            **problems(400, 401, 403, 404, 412, 429, 503),
+        },
     )
     def get(self, request: Request, account_id: uuid.UUID) -> Response:
         query = self.Query(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
+        preconditions = Preconditions.of(request)
         version = query.validated_data.get("as_of_version")
         moment = query.validated_data.get("as_of")
         if version is not None or moment is not None:
             state = selectors.account_at(account_id, version=version, at=moment)
         else:
             state = selectors.get_account(account_id)
+        if preconditions.not_modified(account_id, state.version):
+            return not_modified(state.version)
         return account_response(state)
 
 
-class _CommandApi(APIView):
-    """Base of the single-account commands: parse, If-Match, Idempotency-Key, call, render."""
+# --- commands on one account ----------------------------------------------------------
 
-    Input: type[StrictSerializer]
-    service: Callable[..., svc.AccountState]
+COMMAND_PARAMETERS = [
+    IF_MATCH_COMMAND,
+    IF_NONE_MATCH_COMMAND,
+    IDEMPOTENCY_KEY,
+    X_CORRELATION_ID,
+    ETAG,
+    IDEMPOTENCY_REPLAYED,
+]
+COMMAND_RESPONSES: dict[Any, Any] = {
+    200: AccountOutput,
+    **problems(400, 401, 403, 404, 409, 412, 415, 422, 429, 503),
+}
 
-    def post(self, request: Request, account_id: uuid.UUID) -> Response:
-        data = self.Input(data=request.data)
-        data.is_valid(raise_exception=True)
-        expected = expected_version_of(request)
+
+class _AccountCommandApi(ApiView):
+    """What the single-account commands share: If-Match, Idempotency-Key, the answer."""
+
+    def command(
+        self,
+        request: Request,
+        account_id: uuid.UUID,
+        call: Callable[..., svc.AccountState],
+    ) -> Response:
+        """Run ``call(expected_version=..., **metadata)`` under the request's conditions."""
+        preconditions = Preconditions.of(request)
         key = read_key(request)
+        metadata = metadata_of(request, key)
         return run_idempotent(
             request,
             key,
             lambda: account_response(
-                type(self).service(
-                    account_id=account_id,
-                    expected_version=expected,
-                    **command_kwargs(request, key),
-                    **data.validated_data,
+                preconditions.run(
+                    account_id, lambda expected: call(expected_version=expected, **metadata)
                 )
             ),
         )
@@ -318,62 +353,202 @@ class _ReasonInput(StrictSerializer):
     reason = TextField(max_length=REASON_MAX)
 
 
-def _command_view(name: str, input_class: type[StrictSerializer], doc: str) -> type[_CommandApi]:
-    class View(_CommandApi):
-        Input = input_class
-        service = getattr(svc, name)
+class AccountDepositApi(_AccountCommandApi):
+    """Deposit money into the account."""
 
-        @extend_schema(
-            operation_id=f"accounts_{name}",
-            request=input_class,
-            parameters=[IF_MATCH, IDEMPOTENCY_KEY],
-            responses={200: AccountOutput, **COMMAND_ERRORS},
-            description=doc,
+    @extend_schema_serializer(component_name="Deposit")
+    class InputSerializer(_MoneyInput):
+        pass
+
+    @extend_schema(
+        operation_id="accounts_deposit",
+        summary="Deposit money",
+        tags=[COMMANDS],
+        request=InputSerializer,
+        parameters=COMMAND_PARAMETERS,
+        responses=COMMAND_RESPONSES,
+    )
+    def post(self, request: Request, account_id: uuid.UUID) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return self.command(
+            request,
+            account_id,
+            lambda **kwargs: svc.deposit(
+                account_id=account_id,
+                amount_cents=data.validated_data["amount_cents"],
+                description=data.validated_data["description"],
+                **kwargs,
+            ),
         )
-        def post(self, request: Request, account_id: uuid.UUID) -> Response:
-            return super().post(request, account_id)
-
-    View.__name__ = View.__qualname__ = f"Account{name.capitalize()}Api"
-    View.__doc__ = doc
-    return View
 
 
-AccountDepositApi = _command_view("deposit", _MoneyInput, "Deposit money into the account.")
-AccountWithdrawApi = _command_view("withdraw", _MoneyInput, "Withdraw money from the account.")
-AccountFreezeApi = _command_view("freeze", _ReasonInput, "Freeze the account: no movements.")
-AccountUnfreezeApi = _command_view("unfreeze", _ReasonInput, "Unfreeze a frozen account.")
-AccountCloseApi = _command_view("close", _ReasonInput, "Close an account whose balance is 0.")
+class AccountWithdrawApi(_AccountCommandApi):
+    """Withdraw money from the account."""
+
+    @extend_schema_serializer(component_name="Withdraw")
+    class InputSerializer(_MoneyInput):
+        pass
+
+    @extend_schema(
+        operation_id="accounts_withdraw",
+        summary="Withdraw money",
+        tags=[COMMANDS],
+        request=InputSerializer,
+        parameters=COMMAND_PARAMETERS,
+        responses=COMMAND_RESPONSES,
+    )
+    def post(self, request: Request, account_id: uuid.UUID) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return self.command(
+            request,
+            account_id,
+            lambda **kwargs: svc.withdraw(
+                account_id=account_id,
+                amount_cents=data.validated_data["amount_cents"],
+                description=data.validated_data["description"],
+                **kwargs,
+            ),
+        )
 
 
-class TransferCreateApi(APIView):
+class AccountFreezeApi(_AccountCommandApi):
+    """Freeze the account: no movements."""
+
+    @extend_schema_serializer(component_name="Freeze")
+    class InputSerializer(_ReasonInput):
+        pass
+
+    @extend_schema(
+        operation_id="accounts_freeze",
+        summary="Freeze an account",
+        tags=[COMMANDS],
+        request=InputSerializer,
+        parameters=COMMAND_PARAMETERS,
+        responses=COMMAND_RESPONSES,
+    )
+    def post(self, request: Request, account_id: uuid.UUID) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return self.command(
+            request,
+            account_id,
+            lambda **kwargs: svc.freeze(
+                account_id=account_id, reason=data.validated_data["reason"], **kwargs
+            ),
+        )
+
+
+class AccountUnfreezeApi(_AccountCommandApi):
+    """Unfreeze a frozen account."""
+
+    @extend_schema_serializer(component_name="Unfreeze")
+    class InputSerializer(_ReasonInput):
+        pass
+
+    @extend_schema(
+        operation_id="accounts_unfreeze",
+        summary="Unfreeze an account",
+        tags=[COMMANDS],
+        request=InputSerializer,
+        parameters=COMMAND_PARAMETERS,
+        responses=COMMAND_RESPONSES,
+    )
+    def post(self, request: Request, account_id: uuid.UUID) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return self.command(
+            request,
+            account_id,
+            lambda **kwargs: svc.unfreeze(
+                account_id=account_id, reason=data.validated_data["reason"], **kwargs
+            ),
+        )
+
+
+class AccountCloseApi(_AccountCommandApi):
+    """Close an account whose balance is 0."""
+
+    @extend_schema_serializer(component_name="Close")
+    class InputSerializer(_ReasonInput):
+        pass
+
+    @extend_schema(
+        operation_id="accounts_close",
+        summary="Close an account",
+        tags=[COMMANDS],
+        request=InputSerializer,
+        parameters=COMMAND_PARAMETERS,
+        responses=COMMAND_RESPONSES,
+    )
+    def post(self, request: Request, account_id: uuid.UUID) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return self.command(
+            request,
+            account_id,
+            lambda **kwargs: svc.close(
+                account_id=account_id, reason=data.validated_data["reason"], **kwargs
+            ),
+        )
+
+
+# --- transfers ------------------------------------------------------------------------
+
+
+class TransferCreateApi(ApiView):
     """Move money between two accounts of one currency, atomically over both streams."""
 
-    class Input(StrictSerializer):
+    @extend_schema_serializer(component_name="Transfer")
+    class InputSerializer(StrictSerializer):
         from_account = serializers.UUIDField()
         to_account = serializers.UUIDField()
         amount_cents = AmountField()
         description = TextField(max_length=DESCRIPTION_MAX, allow_blank=True, default="")
 
-    class Output(serializers.Serializer):
+    @extend_schema_serializer(component_name="Transfer")
+    class OutputSerializer(serializers.Serializer):
         transfer_id = serializers.UUIDField()
         from_account = AccountOutput()
         to_account = AccountOutput()
 
     @extend_schema(
         operation_id="transfers_create",
-        request=Input,
-        parameters=[IDEMPOTENCY_KEY],
-        responses={200: Output, **_problems(400, 401, 403, 404, 409, 422, 429, 503)},
+        summary="Transfer money",
+        description="Moves money between two active accounts of one currency, both or "
+        "neither. If-Match and If-None-Match are refused here (400 "
+        "precondition_not_supported): a transfer changes two accounts, and pinning one of "
+        "them is not supported yet; send Idempotency-Key to retry safely.",
+        tags=[TRANSFERS],
+        request=InputSerializer,
+        parameters=[IDEMPOTENCY_KEY, X_CORRELATION_ID, IDEMPOTENCY_REPLAYED],
+        responses={
+            200: OutputSerializer,
+            **problems(400, 401, 403, 404, 409, 415, 422, 429, 503),
+        },
     )
     def post(self, request: Request) -> Response:
-        data = self.Input(data=request.data)
+        data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        Preconditions.refused(
+            request,
+            "a transfer changes two accounts and cannot be pinned to a version of either; "
+            "send Idempotency-Key to make a retry safe",
+        )
         key = read_key(request)
+        metadata = metadata_of(request, key)  # before a replay, so that it is checked too
 
         def transfer() -> Response:
-            result = svc.transfer(**data.validated_data, **command_kwargs(request, key))
+            result = svc.transfer(
+                from_account=data.validated_data["from_account"],
+                to_account=data.validated_data["to_account"],
+                amount_cents=data.validated_data["amount_cents"],
+                description=data.validated_data["description"],
+                **metadata,
+            )
             return Response(
-                self.Output(
+                self.OutputSerializer(
                     {
                         "transfer_id": result.transfer_id,
                         "from_account": result.source,
@@ -388,6 +563,7 @@ class TransferCreateApi(APIView):
 # --- history --------------------------------------------------------------------------
 
 
+@extend_schema_serializer(component_name="Event")
 class EventOutput(serializers.Serializer):
     event_id = serializers.UUIDField()
     position = serializers.IntegerField()
@@ -399,52 +575,43 @@ class EventOutput(serializers.Serializer):
     occurred_at = serializers.DateTimeField()
 
 
-class PageQuery(serializers.Serializer):
-    page = serializers.IntegerField(required=False, min_value=1, default=1)
-    page_size = serializers.IntegerField(required=False, min_value=1, max_value=100, default=20)
-
-
-def _page_link(request: Request, page: int | None) -> str | None:
-    if page is None:
-        return None
-    params = request.query_params.copy()
-    params["page"] = str(page)
-    return request.build_absolute_uri(f"{request.path}?{urlencode(sorted(params.items()))}")
-
-
-class AccountEventsApi(APIView):
+class AccountEventsApi(ApiView):
     """The account's events in version order, paginated (straight from the event store)."""
 
     @extend_schema(
         operation_id="accounts_events",
+        summary="List an account's events",
+        description="The account's events in version order, straight from the event store."
+        + PAGE_PAST_THE_END,
+        tags=[HISTORY],
         parameters=[PageQuery],
         responses={
             200: _page_of(EventOutput, "EventPage"),
-            **_problems(400, 401, 403, 404, 429, 503),
+            **problems(400, 401, 403, 404, 429, 503),
         },
     )
     def get(self, request: Request, account_id: uuid.UUID) -> Response:
         query = PageQuery(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
-        page, size = query.validated_data["page"], query.validated_data["page_size"]
         count = selectors.account_version(account_id)
         if count == 0:
             raise AccountNotFound(account_id)
-        events = (
-            selectors.account_events(account_id, after_version=(page - 1) * size, limit=size)
-            if (page - 1) * size < count
-            else []
-        )
         return Response(
-            {
-                "count": count,
-                "next": _page_link(request, page + 1 if page * size < count else None),
-                "previous": _page_link(request, page - 1 if page > 1 else None),
-                "results": EventOutput(events, many=True).data,
-            }
+            page_of(
+                request,
+                query.validated_data,
+                count=count,
+                rows=lambda offset, limit: (
+                    EventOutput(
+                        selectors.account_events(account_id, after_version=offset, limit=limit),
+                        many=True,
+                    ).data
+                ),
+            )
         )
 
 
+@extend_schema_serializer(component_name="Transaction")
 class TransactionOutput(serializers.Serializer):
     version = serializers.IntegerField()
     kind = serializers.CharField()
@@ -458,20 +625,32 @@ class TransactionOutput(serializers.Serializer):
     position = serializers.IntegerField()
 
 
-class AccountTransactionsApi(APIView):
+class AccountTransactionsApi(ApiView):
     """The account's money movements (transaction-history read model), paginated."""
 
     @extend_schema(
         operation_id="accounts_transactions",
+        summary="List an account's transactions",
+        description="The account's money movements in version order, from the "
+        "transaction-history read model (as far as the projections got)." + PAGE_PAST_THE_END,
+        tags=[HISTORY],
         parameters=[PageQuery],
         responses={
             200: _page_of(TransactionOutput, "TransactionPage"),
-            **_problems(400, 401, 403, 404, 429, 503),
+            **problems(400, 401, 403, 404, 429, 503),
         },
     )
     def get(self, request: Request, account_id: uuid.UUID) -> Response:
-        PageQuery(data=request.query_params.dict()).is_valid(raise_exception=True)
+        query = PageQuery(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
         rows = selectors.transactions(account_id)
-        paginator = Pagination()
-        page = paginator.paginate_queryset(rows, request, view=self)
-        return paginator.get_paginated_response(TransactionOutput(page, many=True).data)
+        return Response(
+            page_of(
+                request,
+                query.validated_data,
+                count=rows.count(),
+                rows=lambda offset, limit: (
+                    TransactionOutput(rows[offset : offset + limit], many=True).data
+                ),
+            )
+        )

@@ -69,7 +69,7 @@ def test_superusers_may_do_all(superuser):
 
 def test_session_authentication_works_for_staff(client, teller_user, open_account):
     account = open_account()
-    client.login(username="teller", password="pw-teller")
+    client.force_login(teller_user)  # a session as the admin's login makes one
     assert client.get(f"/api/accounts/{account['id']}/").status_code == 200
 
 
@@ -323,9 +323,17 @@ def test_if_match_runs_only_at_that_version(teller, open_account):
     )
     assert (stale["expected_version"], stale["current_version"]) == (1, 2)
     assert post(teller, url, {"amount_cents": 1}, **{"If-Match": "2"}).status_code == 200
-    assert post(teller, url, {"amount_cents": 1}, **{"If-Match": 'W/"3"'}).status_code == 200
+    # RFC 9110: If-Match compares strongly, so a weak tag never matches (issue 19).
+    weak = assert_problem(
+        post(teller, url, {"amount_cents": 1}, **{"If-Match": 'W/"3"'}), 412, "version_mismatch"
+    )
+    assert weak["current_version"] == 3 and "weak" in weak["detail"]
+    assert post(teller, url, {"amount_cents": 1}, **{"If-Match": '"3"'}).status_code == 200
+    # A malformed header has a code of its own (issue 19; it was invalid_input).
     assert_problem(
-        post(teller, url, {"amount_cents": 1}, **{"If-Match": "*x"}), 400, "invalid_input"
+        post(teller, url, {"amount_cents": 1}, **{"If-Match": "*x"}),
+        400,
+        "invalid_precondition_header",
     )
     assert svc.get_account(uuid.UUID(account["id"])).version == 4
 

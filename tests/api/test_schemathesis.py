@@ -1,8 +1,9 @@
 """Property-based API testing from the OpenAPI document: no 5xx, answers match the schema.
 
 A bounded number of examples per operation keeps it fast; ``make fuzz`` runs a larger budget.
-Our documented refusals (404 unknown account, 409, 412, 422 business rules) count as
-expected answers for valid data; every other check stays on.
+Our documented refusals (404 unknown account, 409, 412, 422 business rules) and 304 (a
+read whose If-None-Match matches) count as expected answers for valid data; every other
+check stays on.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ from tests.support import ensure_roles
 CONFIG = SchemathesisConfig.from_dict(
     {
         "checks": {
-            "positive_data_acceptance": {"expected-statuses": ["2xx", "404", "409", "412", "422"]}
+            # 304: If-None-Match with the account's ETag (or *) on a read.
+            "positive_data_acceptance": {
+                "expected-statuses": ["2xx", "304", "404", "409", "412", "422"]
+            }
         }
     }
 )
