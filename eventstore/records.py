@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from .jsoncodec import loads
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -106,6 +109,22 @@ class RecordedEvent(_RecordedRow):
     def metadata(self) -> dict[str, Any]:
         """The event's metadata (actor, correlation, causation, trace ids...)."""
         return self._decoded("metadata", self.metadata_json)
+
+    def decoded_with(self, decoder: Callable[[RecordedEvent], _T]) -> _T:
+        """``decoder(self)``, computed once per event and decoder, then kept.
+
+        For consumers that turn the same event into their own objects several times: two
+        projections handling one batch decode each event once between them.
+        """
+        cache: dict[Callable[[RecordedEvent], Any], Any] = self.__dict__.setdefault(
+            "_decoders",
+            {},  # not the method's name: the instance's dict would hide it
+        )
+        try:
+            return cache[decoder]  # type: ignore[no-any-return]
+        except KeyError:
+            value = cache[decoder] = decoder(self)
+            return value
 
     def _decoded(self, name: str, raw: str | dict[str, Any]) -> dict[str, Any]:
         cache = self.__dict__

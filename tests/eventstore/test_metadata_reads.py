@@ -71,3 +71,19 @@ def test_position_bounds_beyond_64_bits_are_no_error():
     assert es.read_by_metadata("actor.username", "carol", after=-(10**30)) == [event]
     assert es.read_by_metadata("actor.username", "carol", after=10**30) == []
     assert es.read_by_metadata("actor.username", "carol", before=-(10**30)) == []
+
+
+def test_an_event_is_decoded_once_per_decoder():
+    stream = uuid.uuid4()
+    _append(stream, 0, correlation="c", user="dave")
+    (event,) = es.read_stream(stream)
+    calls = []
+
+    def decoder(e):
+        calls.append(e.position)
+        return ("decoded", e.data["n"])
+
+    assert event.decoded_with(decoder) == ("decoded", 1)
+    assert event.decoded_with(decoder) == ("decoded", 1)
+    assert calls == [event.position]
+    assert event.decoded_with(lambda e: e.version) == 1  # another decoder, its own value
