@@ -68,11 +68,17 @@ lint: lock-check $(STAMP)
 # PostgreSQL is reported and its pass left out; in CI (CI=true) it is an error.
 test: lint test-sqlite test-postgres
 
-test-sqlite: $(STAMP)
+# Redocly's OpenAPI linter (tests/api/test_openapi_lint.py), pinned in package-lock.json.
+NODE_TOOLS := node_modules/.bin/redocly
+$(NODE_TOOLS): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_TOOLS)
+
+test-sqlite: $(STAMP) $(NODE_TOOLS)
 	DEBUG=true DATABASE_URL= SQLITE_TEST_NAME=$(CURDIR)/test-db.sqlite3 \
 		$(BIN)/pytest $(PYTEST_ARGS)
 
-test-postgres: $(STAMP)
+test-postgres: $(STAMP) $(NODE_TOOLS)
 	@if $(BIN)/python -c "import psycopg; psycopg.connect('$(TEST_DATABASE_URL)', connect_timeout=3).close()" 2>/dev/null; then \
 		DEBUG=true DATABASE_URL='$(TEST_DATABASE_URL)' $(BIN)/pytest $(PYTEST_ARGS); \
 	elif [ "$${CI:-}" = "true" ]; then \

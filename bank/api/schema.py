@@ -3,7 +3,9 @@
 - ``ApiSchema`` (the views' schema class) adds what every answer has: the caching headers,
   ``WWW-Authenticate`` on 401, ``Retry-After`` on 429 and 503, and OpenAPI links from an
   account answer to the account's reads and commands (its ``id`` to their path, its
-  ``ETag`` to their ``If-Match``).
+  ``ETag`` to their ``If-Match``), from a transfer to its two accounts and to a transfer
+  back, and from a page of accounts to its first account and to a transfer between its
+  first two (the links Schemathesis' stateful test follows).
 - ``problems(...)`` lists an operation's problem answers, with 406, 500 and ``default``.
 - ``Problem`` documents the problem details with their known codes and typed extras.
 - Text fields that may be blank are one string schema whose pattern admits "" (not a
@@ -321,16 +323,45 @@ class ApiSchema(AutoSchema):
         return operation
 
 
+def _transfer_link(source: str, target: str, description: str) -> dict[str, Any]:
+    """A link to a transfer between two accounts of an answer (their ids at two pointers)."""
+    return {
+        "operationId": "transfers_create",
+        "requestBody": {
+            "from_account": f"$response.body#{source}/id",
+            "to_account": f"$response.body#{target}/id",
+        },
+        "description": description + " (amount_cents and description are yours to give)",
+    }
+
+
 def _links(response: dict[str, Any]) -> dict[str, Any]:
     refs = {media.get("schema", {}).get("$ref") for media in response.get("content", {}).values()}
     if _ACCOUNT_REF in refs:
         return _account_links("")
     if "#/components/schemas/Transfer" in refs:
-        return {
+        links = {
             f"{name}Of{side}": link
             for side, pointer in (("Source", "/from_account"), ("Target", "/to_account"))
             for name, link in _account_links(pointer).items()
             if name in ("GetAccount", "GetAccountTransactions")
+        }
+        links["TransferBack"] = _transfer_link(
+            "/to_account", "/from_account", "move money back, from the target to the source"
+        )
+        return links
+    if "#/components/schemas/AccountPage" in refs:
+        return {
+            "GetFirstAccount": {
+                "operationId": "accounts_retrieve",
+                "parameters": {"account_id": "$response.body#/results/0/id"},
+                "description": "read the page's first account (when the page has one)",
+            },
+            "TransferBetweenFirstAccounts": _transfer_link(
+                "/results/0",
+                "/results/1",
+                "move money from the page's first account to its second (when it has two)",
+            ),
         }
     return {}
 
@@ -364,9 +395,22 @@ class TokenAuthenticationScheme(OpenApiAuthenticationExtension):
 # --- post-processing hooks (SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"]) ---------------
 
 
+SERVERS = [
+    {
+        "url": "/",
+        "description": "the server that answers this document (paths are under its /api/)",
+    }
+]
+
+
 def declare_tags(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-    """The operations' tags, declared at the top with what each holds, in order."""
+    """The top-level declarations: the operations' tags, in order, and the server.
+
+    The server is this document's own origin (a relative URL): the same document is served
+    by every deployment, and a client or tool resolves paths against where it read it.
+    """
     result["tags"] = TAGS
+    result.setdefault("servers", SERVERS)
     return result
 
 
