@@ -98,4 +98,11 @@ class CurrencyField(serializers.ChoiceField):
     """An ISO 4217 currency code (one ``Currency`` enum in the schema)."""
 
     def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault(
+            "error_messages",
+            {
+                "invalid_choice": '"{input}" is not an ISO 4217 currency code; use one of: '
+                + ", ".join(sorted(CURRENCIES))
+            },
+        )
         super().__init__(choices=sorted(CURRENCIES), **kwargs)

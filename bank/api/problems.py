@@ -108,6 +108,11 @@ TITLES = {
 }
 
 
+# Titles of codes whose status's title would say something else (a reused key is a 422,
+# but no business rule refused anything).
+CODE_TITLES = {IDEMPOTENCY_KEY_REUSED: "Idempotency-Key already used for another request"}
+
+
 class IdempotencyKeyReused(Exception):
     code = IDEMPOTENCY_KEY_REUSED
 
@@ -129,7 +134,7 @@ def problem(
     body = {
         **extra,  # first, so that no detail can shadow the standard members
         "type": f"urn:ledgerline:problem:{code}",
-        "title": TITLES.get(status_code, "Error"),
+        "title": CODE_TITLES.get(code) or TITLES.get(status_code, "Error"),
         "status": status_code,
         "detail": detail,
         "code": code,

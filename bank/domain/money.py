@@ -48,5 +48,9 @@ def check_currency(currency: object) -> str:
         InvalidInput: it is not one.
     """
     if not isinstance(currency, str) or currency not in CURRENCIES:
-        raise InvalidInput("currency", f"{currency!r} is not an ISO 4217 currency code")
+        raise InvalidInput(
+            "currency",
+            f"{currency!r} is not an ISO 4217 currency code; use one of: "
+            + ", ".join(sorted(CURRENCIES)),
+        )
     return currency

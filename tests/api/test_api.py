@@ -267,6 +267,12 @@ def test_invalid_input_is_400_and_writes_nothing(teller, open_account, body):
         (b'{"amount_cents": 5', "application/json", 400, "malformed_request"),
         (b'{"amount_cents": NaN}', "application/json", 400, "malformed_request"),
         (
+            b'{"amount_cents": 1, "amount_cents": 100}',
+            "application/json",
+            400,
+            "malformed_request",
+        ),
+        (
             b'{"amount_cents": 5, "description": "\\ud800"}',
             "application/json",
             400,
@@ -294,6 +300,7 @@ def test_invalid_input_is_400_and_writes_nothing(teller, open_account, body):
         "deeply nested",
         "truncated",
         "nan",
+        "duplicate key",
         "lone surrogate",
         "nul",
         "bad utf-8",
@@ -347,7 +354,8 @@ def test_idempotency_key_replays_the_first_answer_and_appends_nothing(teller, op
     assert again["Idempotency-Replayed"] == "true"
     assert svc.get_account(uuid.UUID(account["id"])).balance_cents == 70
     other = post(teller, url, {"amount_cents": 31}, **{"Idempotency-Key": "k-1"})
-    assert_problem(other, 422, "idempotency_key_reused")
+    reused = assert_problem(other, 422, "idempotency_key_reused")
+    assert reused["title"] == "Idempotency-Key already used for another request"  # no rule
     assert svc.get_account(uuid.UUID(account["id"])).version == 2
     assert es.read_stream(uuid.UUID(account["id"]))[-1].metadata["idempotency_key"] == "k-1"
     assert_problem(
@@ -602,3 +610,11 @@ def test_a_forged_snapshot_never_reaches_the_api(teller, settings):
         format="json",
     )
     assert refused.status_code == 422 and refused.json()["code"] == "insufficient_funds"
+
+
+def test_an_unknown_currency_is_refused_with_the_valid_codes_listed(teller):
+    response = post(teller, "/api/accounts/", {"holder_name": "Zed", "currency": "XYZ"})
+    body = assert_problem(response, 400, "invalid_input")
+    message = " ".join(body["errors"]["currency"])
+    assert '"XYZ" is not an ISO 4217 currency code' in message
+    assert "EUR" in message and "JPY" in message and "KWD" in message

@@ -181,3 +181,12 @@ def test_verify_events_explains_bad_arguments():
         call_command("verify_events", stream="nope", verbosity=0)
     with pytest.raises(CommandError, match="cannot read the digest"):
         call_command("verify_events", digest="/nonexistent/d.json", verbosity=0)
+
+
+def test_verifying_a_stream_that_does_not_exist_is_an_error_not_all_intact():
+    stream = uuid.uuid4()
+    es.append(stream, [new_event("A")], stream_type="t", expected_version=0)
+    call_command("verify_events", "--stream", str(stream), verbosity=0)  # exists: passes
+    unknown = uuid.uuid4()
+    with pytest.raises(CommandError, match=f"stream {unknown} has no events"):
+        call_command("verify_events", "--stream", str(unknown), verbosity=0)

@@ -92,6 +92,11 @@ class Command(BaseCommand):
         ) as bar:
             if stream_id is not None:
                 report = verify_all(stream_id=stream_id, progress=bar.update, keys=keys)
+                if report.events == 0:
+                    raise CommandError(
+                        f"stream {stream_id} has no events: nothing was verified. Check the id "
+                        "(an account's id is its stream's)."
+                    )
             else:
                 try:
                     report, _ = run_verification(
