@@ -11,10 +11,10 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
-from tqdm import tqdm
 
 import eventstore as es
 from bank.domain import DomainError
+from bank.progress import progress
 from bank.services import Actor
 from bank.services import accounts as svc
 
@@ -86,13 +86,13 @@ class Command(BaseCommand):
             )
             ids.append((state.id, currency))
         created, refused = len(ids), 0
-        with tqdm(
+        with progress(
             total=target,
             initial=created,
-            unit="ev",
             desc="seeding",
-            file=sys.stderr,
-            disable=None if options["verbosity"] >= 1 else True,
+            # The terminal itself for tqdm's bar; else the command's stderr (call_command's).
+            file=sys.stderr if self.stderr.isatty() else self.stderr,
+            verbosity=options["verbosity"],
         ) as bar:
             while created < target:
                 account_id, currency = rng.choice(ids[:-2])  # the last two get special fates

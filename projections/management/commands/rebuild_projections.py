@@ -7,9 +7,9 @@ import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from tqdm import tqdm
 
 import eventstore as es
+from bank.progress import progress
 from projections.base import ProjectionError
 from projections.runner import catch_up, get_projections, reset
 
@@ -34,12 +34,12 @@ class Command(BaseCommand):
         total = es.count_after(0)
         started = time.perf_counter()
         reset(names)
-        with tqdm(
+        with progress(
             total=total,
-            unit="ev",
             desc=f"rebuilding {', '.join(names)}",
-            file=sys.stderr,
-            disable=None if options["verbosity"] >= 1 else True,
+            # The terminal itself for tqdm's bar; else the command's stderr (call_command's).
+            file=sys.stderr if self.stderr.isatty() else self.stderr,
+            verbosity=options["verbosity"],
         ) as bar:
             try:
                 applied = catch_up(names, limit=options["batch_size"], progress=bar.update)
