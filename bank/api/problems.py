@@ -26,6 +26,7 @@ from bank.services.errors import (
     AccountDidNotExistYet,
     AccountNotFound,
     ConcurrencyConflict,
+    UnreadableStream,
     VersionMismatch,
     VersionNotFound,
 )
@@ -77,6 +78,7 @@ PROBLEM_CODES = (
     NOT_ACCEPTABLE,
     service_errors.CONCURRENCY_CONFLICT,
     service_errors.VERSION_MISMATCH,
+    service_errors.UNREADABLE_STREAM,
     UNSUPPORTED_MEDIA_TYPE,
     domain_errors.INSUFFICIENT_FUNDS,
     domain_errors.ACCOUNT_NOT_ACTIVE,
@@ -212,6 +214,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         )
     if isinstance(exc, ConcurrencyConflict | es.ConcurrencyError):
         return problem(409, "concurrency_conflict", str(exc))
+    if isinstance(exc, UnreadableStream):
+        # Not a bug to quote a reference for: the data needs a newer release. Named, logged.
+        log.error("%s", exc)
+        return problem(
+            500, exc.code, str(exc), event_type=exc.event_type, event_version=exc.version
+        )
     if isinstance(exc, IdempotencyKeyReused):
         return problem(422, exc.code, str(exc))
     if isinstance(exc, DomainError):

@@ -11,6 +11,7 @@ ACCOUNT_DID_NOT_EXIST_YET = "account_did_not_exist_yet"
 VERSION_NOT_FOUND = "version_not_found"
 VERSION_MISMATCH = "version_mismatch"
 CONCURRENCY_CONFLICT = "concurrency_conflict"
+UNREADABLE_STREAM = "unreadable_stream"
 
 
 class ServiceError(Exception):
@@ -68,12 +69,29 @@ class ConcurrencyConflict(ServiceError):
         )
 
 
+class UnreadableStream(ServiceError):
+    """An account's stream holds an event this code cannot read: a type it does not know
+    (written by a newer release) or a payload that does not fit its type. The account is
+    neither shown nor changed until a release that reads it is deployed."""
+
+    code = UNREADABLE_STREAM
+
+    def __init__(self, account_id: uuid.UUID, event_type: str, version: int, reason: str) -> None:
+        self.account_id, self.event_type, self.version = account_id, event_type, version
+        super().__init__(
+            f"account {account_id} cannot be read: its event at version {version} is a "
+            f"{event_type!r} that this release cannot read ({reason}); deploy the release "
+            "that wrote it, or an upcaster"
+        )
+
+
 __all__ = [
     "AccountDidNotExistYet",
     "AccountNotFound",
     "ConcurrencyConflict",
     "DomainError",
     "ServiceError",
+    "UnreadableStream",
     "VersionMismatch",
     "VersionNotFound",
 ]

@@ -18,10 +18,10 @@ from django.conf import settings
 from django.db import DatabaseError
 
 import eventstore as es
-from bank.domain import STREAM_TYPE, Account, AccountSnapshot, event_from_data
+from bank.domain import EVENT_TYPES, STREAM_TYPE, Account, AccountSnapshot, event_from_data
 
 from .context import CommandContext
-from .errors import AccountNotFound
+from .errors import AccountNotFound, UnreadableStream
 from .telemetry import trace_metadata
 
 logger = logging.getLogger(__name__)
@@ -89,17 +89,35 @@ def _rebuild(account_id: uuid.UUID, stream: es.LoadedStream, up_to_version: int 
             (event_from_data(e.event_type, e.data) for e in stream.events),
             snapshot=base,
         )
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError) as exc:
+        _raise_if_unreadable(account_id, stream.events, exc)
         if base is None:
             raise
         # A snapshot this code cannot read is never trusted: replay everything instead.
         (stream,) = es.load_streams(
             [account_id], snapshot_schema_version=None, up_to_version=up_to_version
         )
-        account = Account.from_events(
-            account_id, (event_from_data(e.event_type, e.data) for e in stream.events)
-        )
+        try:
+            account = Account.from_events(
+                account_id, (event_from_data(e.event_type, e.data) for e in stream.events)
+            )
+        except (KeyError, TypeError, ValueError) as again:
+            _raise_if_unreadable(account_id, stream.events, again)
+            raise
     return Loaded(account, stream.head or account.version, account.version)
+
+
+def _raise_if_unreadable(
+    account_id: uuid.UUID, events: Sequence[es.EventData], error: Exception
+) -> None:
+    """Raise ``UnreadableStream`` for the first event that does not decode (the replay
+    failed with ``error``); return when every event decodes (the snapshot was the problem)."""
+    for event in events:
+        try:
+            event_from_data(event.event_type, event.data)
+        except (KeyError, TypeError, ValueError) as exc:
+            reason = "unknown type" if event.event_type not in EVENT_TYPES else repr(exc)
+            raise UnreadableStream(account_id, event.event_type, event.version, reason) from error
 
 
 def save(

@@ -14,6 +14,7 @@ import eventstore as es
 from bank.services import accounts as svc
 from eventstore.models import Event
 from projections import runner
+from tests.support import now
 
 pytestmark = pytest.mark.django_db
 
@@ -618,3 +619,21 @@ def test_an_unknown_currency_is_refused_with_the_valid_codes_listed(teller):
     message = " ".join(body["errors"]["currency"])
     assert '"XYZ" is not an ISO 4217 currency code' in message
     assert "EUR" in message and "JPY" in message and "KWD" in message
+
+
+def test_an_event_this_release_cannot_read_is_a_named_problem_not_a_bare_500(teller, open_account):
+    account = open_account(100)
+    account_id = uuid.UUID(account["id"])
+    es.append(
+        account_id,
+        [es.NewEvent(event_type="InterestAccrued", data={"amount_cents": 3}, occurred_at=now())],
+        stream_type=svc.STREAM_TYPE,
+        expected_version=1,
+    )
+    body = assert_problem(teller.get(f"/api/accounts/{account_id}/"), 500, "unreadable_stream")
+    assert (body["event_type"], body["event_version"]) == ("InterestAccrued", 2)
+    assert "InterestAccrued" in body["detail"] and "version 2" in body["detail"]
+    # Commands are refused the same way, and nothing is written.
+    response = post(teller, f"/api/accounts/{account_id}/deposit/", {"amount_cents": 5})
+    assert_problem(response, 500, "unreadable_stream")
+    assert es.stream_version(account_id) == 2
