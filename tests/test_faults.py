@@ -145,6 +145,14 @@ def _post(port, path, token, body, key):
 
 
 @pytest.mark.postgres
+def _wait_until(condition, what: str, seconds: float = 120) -> None:
+    """Wait for an observed condition, polling; fail naming it after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {seconds} s waiting for {what}"
+        time.sleep(0.05)
+
+
 def test_postgres_crashing_under_load_gives_503s_loses_nothing_and_recovers(private_postgres):
     port = _free_port()
     env = manage_env(  # production settings, as deployed
@@ -248,13 +256,24 @@ def test_postgres_crashing_under_load_gives_503s_loses_nothing_and_recovers(priv
         clients = [threading.Thread(target=client, args=(n,)) for n in range(4)]
         for thread in clients:
             thread.start()
-        time.sleep(2)
+        # Synchronised on what the clients observe, never on a time window: a loaded machine
+        # may take any time to get there (each wait is bounded, generously).
+        _wait_until(
+            lambda: sum(a[1] == 200 for a in answers) >= 20, "20 deposits before the crash"
+        )
+        crash_began = time.monotonic() - t0
         private_postgres.crash()
-        crashed_at = len(answers)
-        time.sleep(3)
-        down = answers[crashed_at:]
+        _wait_until(
+            lambda: sum(a[1] == 503 and a[0] >= crash_began for a in answers) >= 3,
+            "three 503 answers while PostgreSQL is down",
+        )
+        restart_began = time.monotonic() - t0
+        down = [a for a in answers if crash_began <= a[0] < restart_began]
         private_postgres.start()
-        time.sleep(3)
+        _wait_until(
+            lambda: sum(a[1] == 200 and a[0] >= restart_began for a in answers) >= 3,
+            "three deposits answered 200 after the restart",
+        )
         stop.set()
         for thread in clients:
             thread.join(60)
@@ -268,7 +287,8 @@ def test_postgres_crashing_under_load_gives_503s_loses_nothing_and_recovers(priv
             assert content_type == "application/problem+json"
             assert json.loads(body)["code"] == "database_unavailable"
             assert seconds < MAX_ANSWER_SECONDS
-        # After the restart the same server answers again (no restart of gunicorn).
+        # After the restart the same server answers again (no restart of gunicorn): the wait
+        # above saw it, and the last answers are 200s.
         assert answers[-1][1] == 200, answers[-5:]
         # Clients retry what was refused, with the same idempotency keys: each deposit
         # lands exactly once, whatever happened to it during the crash.
