@@ -12,7 +12,9 @@ From the audit page an auditor follows the trail: a counterparty to its own audi
 correlation id to every event of its command across accounts, an actor to all their
 actions; the balance chart (inline SVG, ``bank.templatetags.charts``); two versions side by
 side; statements for a range of days, printable and as CSV. Every read goes through
-``bank.selectors``.
+``bank.selectors``. Each of these pages records who viewed which account in the append-only
+access log (``bank.access_log``) before it shows anything; auditors browse and export the
+log (``AccessLogAdmin``), nobody changes it.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.timesince import timesince
 
 import eventstore as es
-from bank import selectors
+from bank import access_log, selectors
 from bank.domain import (
     ACTIVE,
     CLOSED,
@@ -63,6 +65,7 @@ from bank.domain import (
     event_from_data,
 )
 from bank.forms import MoneyForm, ReasonForm, TimeTravelForm
+from bank.models import AccessLogEntry
 from bank.money_format import format_money, plain_amount
 from bank.services import Actor
 from bank.services import accounts as svc
@@ -77,6 +80,7 @@ admin.site.site_title = SITE_NAME
 admin.site.index_title = f"{SITE_NAME} back office"
 
 COMMAND_PERMISSION = "bank.issue_command"
+ACCESS_LOG_PERMISSION = "bank.view_accesslogentry"
 
 # A command POSTed for an account whose record failed verification (the page disables the
 # forms, but a disabled button is no guard: the POST is refused here too).
@@ -467,7 +471,7 @@ class AccountAdmin(admin.ModelAdmin):
             return HttpResponseRedirect(reverse("admin:projections_accountbalance_changelist"))
         state = timeline.state
         travel = TimeTravelForm(request.GET or None)
-        past, moment = None, None
+        past, moment, version = None, None, None
         if travel.is_bound and travel.is_valid():
             version, moment = (
                 travel.cleaned_data.get("as_of_version"),
@@ -480,6 +484,11 @@ class AccountAdmin(admin.ModelAdmin):
                     past = selectors.account_at(account_id, version=version or None, at=moment)
                 except (ServiceError, DomainError) as exc:
                     self.message_user(request, str(exc), messages.WARNING)
+        # Logged before the "viewed by" panel is read, so the panel includes this view.
+        traveled = bool(version or moment)
+        access_log.record(
+            request, account_id, access_log.TIME_TRAVEL if traveled else access_log.AUDIT_VIEW
+        )
         marker = None
         if past is not None:
             marker = Marker(
@@ -536,6 +545,8 @@ class AccountAdmin(admin.ModelAdmin):
                 timeline.page, on_each_side=3, on_ends=2
             ),
             "ellipsis": Paginator.ELLIPSIS,
+            "viewed_by": selectors.viewed_by(account_id),
+            "may_view_log": request.user.has_perm(ACCESS_LOG_PERMISSION),
         }
         return TemplateResponse(request, "admin/bank/accountbalance/audit.html", context)
 
@@ -563,6 +574,7 @@ class AccountAdmin(admin.ModelAdmin):
             state = selectors.get_account(account_id)
         except AccountNotFound:
             raise Http404(f"account {account_id} does not exist") from None
+        access_log.record(request, account_id, access_log.EXPORT_CSV)
 
         class Echo:
             def write(self, value: str) -> str:
@@ -604,6 +616,9 @@ class AccountAdmin(admin.ModelAdmin):
     def correlation_view(self, request: HttpRequest, correlation_id: uuid.UUID) -> HttpResponse:
         self._check_view(request)
         found = selectors.correlated_events(correlation_id)
+        access_log.record_many(
+            request, (line.stream_id for line in found.lines), access_log.CORRELATION
+        )
         commands = sorted({line.command for line in found.lines if line.command})
         context = {
             **self.admin_site.each_context(request),
@@ -626,6 +641,9 @@ class AccountAdmin(admin.ModelAdmin):
             page = selectors.actor_actions(
                 actor, before=_int_param(request, "before"), after=_int_param(request, "after")
             )
+            access_log.record_many(
+                request, (line.stream_id for line in page.lines), access_log.ACTOR_ACTIONS
+            )
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -645,6 +663,7 @@ class AccountAdmin(admin.ModelAdmin):
             state = selectors.get_account(account_id)
         except AccountNotFound:
             raise Http404(f"account {account_id} does not exist") from None
+        access_log.record(request, account_id, access_log.COMPARE)
         bound = "a" in request.GET or "b" in request.GET
         form = CompareForm(
             request.GET if bound else None,
@@ -691,6 +710,7 @@ class AccountAdmin(admin.ModelAdmin):
                 statement, state = None, selectors.get_account(account_id)
         except AccountNotFound:
             raise Http404(f"account {account_id} does not exist") from None
+        access_log.record(request, account_id, access_log.STATEMENT)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -739,6 +759,7 @@ class AccountAdmin(admin.ModelAdmin):
             )
         except AccountNotFound:
             raise Http404(f"account {account_id} does not exist") from None
+        access_log.record(request, account_id, access_log.STATEMENT_CSV)
 
         class Echo:
             def write(self, value: str) -> str:
@@ -1044,3 +1065,128 @@ def statement_csv_rows(head: selectors.Statement) -> Iterable[list[Any]]:
         plain_amount(balance, currency),
         csv_safe(currency),
     ]
+
+
+class AccessLogUserFilter(admin.SimpleListFilter):
+    """By user: the users the log names (the users table is small; the log is not)."""
+
+    title = "user"
+    parameter_name = "user_id"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(str(pk), name) for pk, name in selectors.log_users()]
+
+    def queryset(self, request: HttpRequest, queryset: Any) -> Any:
+        value = self.value()
+        if value is None:
+            return queryset
+        try:
+            return queryset.filter(user_id=int(str(value)))
+        except ValueError:
+            return queryset.none()
+
+
+@admin.register(AccessLogEntry)
+class AccessLogAdmin(admin.ModelAdmin):
+    """The access log: browsable and exportable by auditors, changed and purged by nobody."""
+
+    list_display = ("at", "user", "account", "action", "address")
+    list_filter = (AccessLogUserFilter, "action", ("at", admin.DateFieldListFilter))
+    date_hierarchy = "at"
+    search_fields = ("username",)
+    search_help_text = "an account id, or a user name (exact)"
+    list_per_page = 100
+    show_full_result_count = False
+    actions = None
+    ordering = ("-id",)
+    sortable_by = ()
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # append-only: the ORM and the database triggers refuse it too
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        return lookup in ("account_id", "username") or super().lookup_allowed(
+            lookup, value, request
+        )
+
+    def get_search_results(self, request: HttpRequest, queryset: Any, search_term: str) -> Any:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        try:
+            return queryset.filter(account_id=uuid.UUID(term)), False
+        except ValueError:
+            return queryset.filter(username=term), False
+
+    @admin.display(description="user")
+    def user(self, entry: AccessLogEntry) -> SafeString:
+        if entry.user_id is None:
+            return mark_safe('<span class="help">(anonymous)</span>')
+        return format_html(
+            '<a href="?user_id={}" title="user id {}">{}</a>',
+            entry.user_id,
+            entry.user_id,
+            entry.username,
+        )
+
+    @admin.display(description="account")
+    def account(self, entry: AccessLogEntry) -> SafeString:
+        audit = reverse("admin:bank_account_audit", args=[entry.account_id])
+        return format_html(
+            '<a href="?account_id={}" title="every view of {}">{}</a> '
+            '<a href="{}" class="help">audit page</a>',
+            entry.account_id,
+            entry.account_id,
+            str(entry.account_id)[:8] + "…",
+            audit,
+        )
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "export.csv",
+                self.admin_site.admin_view(self.export_view),
+                name="bank_accesslogentry_export",
+            ),
+            *super().get_urls(),
+        ]
+
+    EXPORT_HEADER = ("id", "at", "user_id", "username", "account_id", "action", "address")
+
+    def export_view(self, request: HttpRequest) -> HttpResponseBase:
+        """The log as CSV, with the list's filters (the same query string)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        entries = self.get_changelist_instance(request).queryset
+
+        class Echo:
+            def write(self, value: str) -> str:
+                return value
+
+        writer = csv.writer(Echo())
+
+        def lines() -> Iterator[str]:
+            yield writer.writerow(self.EXPORT_HEADER)
+            for entry in entries.iterator(chunk_size=2000):
+                yield writer.writerow(
+                    [
+                        entry.id,
+                        entry.at.isoformat(),
+                        "" if entry.user_id is None else entry.user_id,
+                        csv_safe(entry.username),
+                        str(entry.account_id),
+                        csv_safe(entry.action),
+                        csv_safe(entry.address),
+                    ]
+                )
+
+        response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        response["Content-Disposition"] = f'attachment; filename="access-log-{stamp}.csv"'
+        return response

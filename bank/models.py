@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, NoReturn
+
 from django.conf import settings
 from django.db import models
 
@@ -44,3 +46,92 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id}:{self.key}"
+
+
+class AccessLogError(Exception):
+    """A write the access log refuses: it is append-only."""
+
+    code = "access_log_immutable"
+
+    def __init__(self, operation: str) -> None:
+        self.operation = operation
+        super().__init__(
+            f"the access log is append-only: {operation} refused; record a new view instead"
+        )
+
+
+class AppendOnlyQuerySet(models.QuerySet[Any]):
+    """Reads and inserts; never an update or a delete (the triggers refuse raw SQL too)."""
+
+    def update(self, **kwargs: Any) -> NoReturn:
+        raise AccessLogError("QuerySet.update()")
+
+    def delete(self) -> NoReturn:
+        raise AccessLogError("QuerySet.delete()")
+
+    def _raw_delete(self, using: Any) -> NoReturn:
+        raise AccessLogError("QuerySet._raw_delete()")
+
+    def bulk_update(self, objs: Any, fields: Any, batch_size: Any = None) -> NoReturn:
+        raise AccessLogError("QuerySet.bulk_update()")
+
+    def update_or_create(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise AccessLogError("QuerySet.update_or_create()")
+
+    def bulk_create(self, objs: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        if kwargs.get("update_conflicts") or kwargs.get("ignore_conflicts"):
+            raise AccessLogError("QuerySet.bulk_create() with conflict handling")
+        return super().bulk_create(objs, *args, **kwargs)
+
+
+class AppendOnlyModel(models.Model):
+    """A row is written once (``save()`` of a new row) and never changed or deleted."""
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding or kwargs.get("force_update") or kwargs.get("update_fields"):
+            raise AccessLogError("save() of a stored row")
+        kwargs["force_insert"] = True
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise AccessLogError("delete()")
+
+
+class AccessLogEntry(AppendOnlyModel):
+    """One view of an account's data by a staff user or an API client (``bank.access_log``).
+
+    ``user_id`` and ``username`` are copied, not a foreign key: the entry keeps saying who
+    it was after the user is renamed or deleted. Migration 0003 creates the table and its
+    triggers, which refuse UPDATE, DELETE (and TRUNCATE on PostgreSQL), so ``manage.py
+    flush`` is refused too, as for the events (the tests flush with the triggers off:
+    ``tests/support.py``'s ``IMMUTABLE_TABLES``).
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    at = models.DateTimeField()
+    user_id = models.IntegerField(null=True, blank=True)
+    username = models.CharField(max_length=150)
+    account_id = models.UUIDField()
+    action = models.CharField(max_length=40)
+    address = models.CharField(max_length=45, blank=True)
+
+    class Meta:
+        db_table = "bank_access_log"
+        ordering = ["-id"]
+        default_permissions = ("view",)
+        verbose_name = "access log entry"
+        verbose_name_plural = "access log"
+        # The audit page's "viewed by" panel (an account's newest entries) and the log's
+        # date filter; each index costs every recorded view, so no more.
+        indexes = [
+            models.Index(fields=["account_id", "-id"], name="access_log_account"),
+            models.Index(fields=["at"], name="access_log_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.username} {self.action} {self.account_id} at {self.at:%Y-%m-%d %H:%M:%S}"

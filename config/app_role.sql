@@ -8,7 +8,7 @@
 -- Replace ledger_app with your role's name; migrations run as the owner, not as this role.
 GRANT USAGE ON SCHEMA public TO ledger_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ledger_app;
-REVOKE UPDATE, DELETE, TRUNCATE ON events, snapshots FROM ledger_app;
+REVOKE UPDATE, DELETE, TRUNCATE ON events, snapshots, bank_access_log FROM ledger_app;
 REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON signing_epoch FROM ledger_app;
 -- What verify_events recorded is read by the health check, the admin and the next run: only
 -- the verifier writes it (run verify_events as the owner, or as a role with these grants:

@@ -18,7 +18,7 @@ from django.db import connection, connections
 
 ROOT = Path(__file__).resolve().parent.parent
 
-IMMUTABLE_TABLES = ("events", "snapshots", "signing_epoch")
+IMMUTABLE_TABLES = ("events", "snapshots", "signing_epoch", "bank_access_log")
 # A signing key for tests that run with production settings (DEBUG off); never used elsewhere.
 TEST_SIGNING_KEY = "test-prod:96/aJlVi7ZBz7EuE65TdMVu9UFESaaEuj9WaWPEs9CE="
 

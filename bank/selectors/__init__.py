@@ -7,6 +7,7 @@
 - The audit page's timeline, time travel and integrity come from the events and the
   verification records; so do comparisons of two versions and statements.
 - The balance chart comes from the transaction-history read model (thinned in the database).
+- Who viewed an account (``access_log``): the append-only log's latest entries.
 - A command's events across streams and a user's actions are selected by the events'
   metadata (``links``).
 """
@@ -21,6 +22,7 @@ from bank.services.accounts import (
     get_account,
 )
 
+from .access_log import VIEWED_BY_MAX, access_entries, log_users, viewed_by
 from .audit import (
     PAGE_SIZE,
     Integrity,
@@ -61,6 +63,7 @@ __all__ = [
     "MAX_CHART_POINTS",
     "PAGE_SIZE",
     "STATEMENT_ROWS_MAX",
+    "VIEWED_BY_MAX",
     "AccountLabel",
     "AccountState",
     "ActionsPage",
@@ -74,6 +77,7 @@ __all__ = [
     "Statement",
     "Timeline",
     "TimelineRow",
+    "access_entries",
     "account_at",
     "account_events",
     "account_integrity",
@@ -88,9 +92,11 @@ __all__ = [
     "correlated_events",
     "day_range",
     "find_accounts",
+    "log_users",
     "get_account",
     "integrity_panel",
     "statement_movements",
     "timeline_rows",
     "transactions",
+    "viewed_by",
 ]
