@@ -4,17 +4,21 @@ Admin forms are CSRF-protected."""
 
 from __future__ import annotations
 
+import importlib
 import re
 
 import pytest
 from axes.models import AccessAttempt, AccessFailureLog, AccessLog
+from django.apps import apps
 from django.contrib.auth.models import Group, User
 from django.core.management import call_command
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 import eventstore as es
+from bank.models import AccessLogEntry
 from bank.services import Actor
 from bank.services import accounts as svc
 from eventstore.models import Event
@@ -50,6 +54,8 @@ def _concrete(route: str, values: dict[str, str], objects: dict[str, str]) -> st
 @pytest.fixture
 def world():
     ensure_roles()
+    # The auditors' view of the access log (migration 0003), after a flush emptied the groups.
+    importlib.import_module("bank.migrations.0003_access_log").grant_auditors(apps, None)
     account = svc.open_account(holder_name="Walker", initial_balance_cents=500, actor=SYSTEM)
     other = svc.open_account(holder_name="Other", initial_balance_cents=500, actor=SYSTEM)
     runner.catch_up()
@@ -88,6 +94,10 @@ def world():
     objects["admin/axes/accessattempt/"] = str(AccessAttempt.objects.get().pk)
     objects["admin/axes/accesslog/"] = str(AccessLog.objects.get().pk)
     objects["admin/axes/accessfailurelog/"] = str(AccessFailureLog.objects.get().pk)
+    entry = AccessLogEntry.objects.create(
+        at=timezone.now(), username="audrey", account_id=account.id, action="audit_view"
+    )
+    objects["admin/bank/accesslogentry/"] = str(entry.pk)
     urls = sorted(
         {url for route in _routes() if (url := _concrete(route, values, objects)) is not None}
     )
@@ -130,7 +140,11 @@ def test_every_url_answers_each_role_as_it_may_and_never_with_a_5xx(world):
                     assert response.status_code == 302, where
                     assert response["Location"].startswith("/admin/login/"), where
             elif role == "nobody":  # authenticated, no role, not staff
-                if is_api:
+                if is_api and re.search(
+                    r"/(deposit|withdraw|freeze|unfreeze|close|transfers)/$", url
+                ):
+                    assert response.status_code == 405, where  # no GET there, for any role
+                elif is_api:
                     assert response.status_code == 403, where
                 elif is_admin:
                     assert response.status_code == 302, where
@@ -140,6 +154,12 @@ def test_every_url_answers_each_role_as_it_may_and_never_with_a_5xx(world):
                 where = f"GET {url} as {role}: {response.status_code}, finally {final}"
                 if is_admin and re.match(r"/admin/(auth|authtoken|axes)/", url):
                     assert final == 403, where  # staff roles manage no users
+                elif is_admin and url.startswith("/admin/bank/accesslogentry/"):
+                    # The access log is the auditors' (and superusers'): not the tellers'.
+                    if "/add/" in url or url.endswith("/delete/"):
+                        assert final in (403, 404), where
+                    else:
+                        assert final in ((200, 404) if role == "audrey" else (403,)), where
                 elif is_admin and ("/add/" in url or url.endswith("/delete/")):
                     assert final in (403, 404), where  # the store is read-only
                 elif url == "/admin/autocomplete/":

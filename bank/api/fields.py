@@ -106,3 +106,16 @@ class CurrencyField(serializers.ChoiceField):
             },
         )
         super().__init__(choices=sorted(CURRENCIES), **kwargs)
+
+
+class StrictUUIDField(serializers.UUIDField):
+    """A UUID given as a JSON string. DRF's field also takes an integer (``UUID(int=…)``),
+    so ``"to_account": 5`` named some account 00000000-…-0005 and answered 404; here it is a
+    400 saying what is expected."""
+
+    default_error_messages = {"invalid": "must be a UUID given as a string"}
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)

@@ -21,7 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from bank import selectors
+from bank import access_log, selectors
 from bank.domain.text import DESCRIPTION_MAX, HOLDER_NAME_MAX, REASON_MAX
 from bank.services import Actor
 from bank.services import accounts as svc
@@ -35,6 +35,7 @@ from .fields import (
     CurrencyField,
     StrictIntegerField,
     StrictSerializer,
+    StrictUUIDField,
     TextField,
 )
 from .idempotency import read_key, run_idempotent
@@ -299,6 +300,7 @@ class AccountDetailApi(ApiView):
             state = selectors.account_at(account_id, version=version, at=moment)
         else:
             state = selectors.get_account(account_id)
+        access_log.record(request, account_id, access_log.API_ACCOUNT)
         if preconditions.not_modified(account_id, state.version):
             return not_modified(state.version)
         return account_response(state)
@@ -502,8 +504,8 @@ class TransferCreateApi(ApiView):
 
     @extend_schema_serializer(component_name="Transfer")
     class InputSerializer(StrictSerializer):
-        from_account = serializers.UUIDField()
-        to_account = serializers.UUIDField()
+        from_account = StrictUUIDField()
+        to_account = StrictUUIDField()
         amount_cents = AmountField()
         description = TextField(max_length=DESCRIPTION_MAX, allow_blank=True, default="")
 
@@ -596,6 +598,7 @@ class AccountEventsApi(ApiView):
         count = selectors.account_version(account_id)
         if count == 0:
             raise AccountNotFound(account_id)
+        access_log.record(request, account_id, access_log.API_EVENTS)
         return Response(
             page_of(
                 request,
@@ -644,6 +647,7 @@ class AccountTransactionsApi(ApiView):
         query = PageQuery(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
         rows = selectors.transactions(account_id)
+        access_log.record(request, account_id, access_log.API_TRANSACTIONS)
         return Response(
             page_of(
                 request,

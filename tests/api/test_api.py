@@ -637,3 +637,21 @@ def test_an_event_this_release_cannot_read_is_a_named_problem_not_a_bare_500(tel
     response = post(teller, f"/api/accounts/{account_id}/deposit/", {"amount_cents": 5})
     assert_problem(response, 500, "unreadable_stream")
     assert es.stream_version(account_id) == 2
+
+
+def test_an_account_id_must_be_a_uuid_string_not_a_number(teller, open_account):
+    source = open_account(100)
+    response = post(
+        teller,
+        "/api/transfers/",
+        {"from_account": source["id"], "to_account": 5, "amount_cents": 1},
+    )
+    body = assert_problem(response, 400, "invalid_input")
+    assert body["errors"]["to_account"] == ["must be a UUID given as a string"]
+
+
+def test_a_method_an_endpoint_does_not_have_is_405_for_every_role(teller, auditor, open_account):
+    account = open_account(100)
+    for client in (teller, auditor):
+        response = client.get(f"/api/accounts/{account['id']}/deposit/")
+        assert_problem(response, 405, "method_not_allowed")
