@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -127,6 +128,7 @@ def test_a_generated_client_runs_the_scenario(generated, client, live_server):
         if_match=etag,
     )
     assert done.status_code == 200 and done.parsed.balance_cents == 150
+    done_at = datetime.now(UTC)
     assert done.headers["ETag"] == '"2"'
     stale = deposit.sync_detailed(
         account_id=account.id, client=client, body=m.DepositRequest(amount_cents=1), if_match=etag
@@ -181,6 +183,16 @@ def test_a_generated_client_runs_the_scenario(generated, client, live_server):
     )
     assert isinstance(moved, m.Transfer)
     assert (moved.from_account.balance_cents, moved.to_account.balance_cents) == (125, 25)
+
+    # Time travel: the account as it was at version 1, and at a time before the transfer.
+    then = api("accounts.accounts_retrieve").sync(
+        account_id=account.id, client=client, as_of_version=1
+    )
+    assert (then.version, then.balance_cents) == (1, 100)
+    before_transfer = api("accounts.accounts_retrieve").sync(
+        account_id=account.id, client=client, as_of=done_at
+    )
+    assert (before_transfer.version, before_transfer.balance_cents) == (2, 150)
 
     # Without the token: 401 as a Problem; a code newer than the client is kept as text.
     anonymous = generated.Client(base_url=live_server.url)
