@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -137,6 +139,54 @@ def require(available: bool, what: str, how: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"{what} is required in CI ({how})")
     pytest.skip(f"{what} is not available ({how})")
+
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+@contextlib.contextmanager
+def chromium(*, console: bool = False) -> Iterator[Any]:
+    """Debian's headless Chromium driven by Selenium, in a throw-away profile.
+
+    Missing Chromium or its driver skips the test outside CI and fails it in CI
+    (``require``).
+
+    Args:
+        console: keep the browser console's messages (``driver.get_log("browser")``).
+    """
+    require(
+        Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(),
+        f"Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER})",
+        ".ci/run installs them with apt-get",
+    )
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1400,1000",
+        f"--user-data-dir={profile}",
+    ):
+        options.add_argument(flag)
+    if console:
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.implicitly_wait(5)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
 
 
 def manage_env(database: str, **extra: str) -> dict[str, str]:

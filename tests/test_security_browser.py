@@ -5,8 +5,6 @@ a live server; skipped without Chromium outside CI, like tests/admin/test_browse
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,11 +13,10 @@ from django.contrib.auth.models import Group, User
 from bank.services import Actor
 from bank.services import accounts as svc
 from projections import runner
-from tests.support import ensure_roles, require
+from tests.support import chromium, ensure_roles
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 ARTIFACTS = Path(
     os.environ.get("TEST_ARTIFACTS_DIR", Path(__file__).resolve().parents[1] / "test-artifacts")
 )
@@ -38,40 +35,12 @@ document.addEventListener("securitypolicyviolation", (e) => window.__cspViolatio
 
 @pytest.fixture
 def browser():
-    require(
-        Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(),
-        f"Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER})",
-        ".ci/run installs them with apt-get",
-    )
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="chromium-profile-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1400,1000",
-        f"--user-data-dir={profile}",
-    ):
-        options.add_argument(flag)
     # The console, where Chromium reports every resource the policy refused.
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.implicitly_wait(5)
-    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": VIOLATION_LISTENER})
-    try:
+    with chromium(console=True) as driver:
+        driver.execute_cdp_cmd(
+            "Page.addScriptToEvaluateOnNewDocument", {"source": VIOLATION_LISTENER}
+        )
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def violations(browser):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,49 +16,19 @@ import eventstore as es
 from bank.services import Actor
 from bank.services import accounts as svc
 from projections import runner
-from tests.support import ensure_roles, require, triggers_disabled
+from tests.support import chromium, ensure_roles, triggers_disabled
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ARTIFACTS = Path(
     os.environ.get("TEST_ARTIFACTS_DIR", Path(__file__).resolve().parents[2] / "test-artifacts")
 )
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
 @pytest.fixture
 def browser():
-    require(
-        Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(),
-        f"Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER})",
-        ".ci/run installs them with apt-get",
-    )
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="chromium-profile-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1400,1000",
-        f"--user-data-dir={profile}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.implicitly_wait(5)
-    try:
+    with chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def make_staff(name, group):

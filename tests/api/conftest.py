@@ -74,3 +74,17 @@ def _fresh_throttle_counts():
     from django.core.cache import cache
 
     cache.clear()
+
+
+@pytest.fixture
+def keep_test_connection_open():
+    """As Django's test client does: a request made in the test's thread (Schemathesis calls
+    the WSGI application directly) must not close the test's database connection."""
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)

@@ -16,15 +16,14 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx  # noqa: F401  (the generated client's transport)
+import openapi_python_client  # noqa: F401  (test dependencies: a missing one fails, never skips)
 import pytest
 from django.contrib.auth.models import Group, User
 from django.core.management import call_command
 from rest_framework.authtoken.models import Token
 
 from tests.support import ensure_roles
-
-pytest.importorskip("openapi_python_client")
-pytest.importorskip("httpx")
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

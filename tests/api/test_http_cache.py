@@ -7,15 +7,14 @@ land in the cache directory on the client's disk.
 
 from __future__ import annotations
 
+import cachecontrol
 import pytest
+import requests
+from cachecontrol.caches.file_cache import FileCache
 from django.contrib.auth.models import Group, User
 from rest_framework.authtoken.models import Token
 
 from tests.support import ensure_roles
-
-requests = pytest.importorskip("requests")
-cachecontrol = pytest.importorskip("cachecontrol")
-from cachecontrol.caches.file_cache import FileCache  # noqa: E402
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -9,13 +9,13 @@ each rule skipped here is justified there too.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+
+from tests.support import require
 
 ROOT = Path(__file__).resolve().parents[2]
 REDOCLY = ROOT / "node_modules" / ".bin" / "redocly"
@@ -40,14 +40,19 @@ def _installed_version() -> str:
 
 
 @pytest.fixture(scope="module")
-def problems(tmp_path_factory):
-    if not REDOCLY.exists():
-        if shutil.which("npm") is None and os.environ.get("CI") != "true":
-            pytest.skip("npm is not installed: the linter cannot run here (CI requires it)")
-        pytest.fail("Redocly's CLI is not installed: run `npm ci` at the repository root")
+def redocly():
+    """The installed CLI: missing, it fails the tests in CI and skips them elsewhere."""
+    require(
+        REDOCLY.exists(), "Redocly's CLI (node_modules/.bin/redocly)", "`make test` runs npm ci"
+    )
+    return REDOCLY
+
+
+@pytest.fixture(scope="module")
+def problems(redocly, tmp_path_factory):
     document = tmp_path_factory.mktemp("openapi") / "openapi.yaml"
     call_command("spectacular", "--file", str(document))
-    command = [str(REDOCLY), "lint", "--extends", "recommended", "--format", "json"]
+    command = [str(redocly), "lint", "--extends", "recommended", "--format", "json"]
     command += [f"--skip-rule={rule}" for rule in sorted(SKIPPED_RULES)]
     finished = subprocess.run(
         [*command, str(document)],
@@ -67,8 +72,8 @@ def problems(tmp_path_factory):
     ]
 
 
-def test_the_linter_is_the_pinned_version():
-    package = json.loads((REDOCLY.resolve().parents[1] / "package.json").read_text())
+def test_the_linter_is_the_pinned_version(redocly):
+    package = json.loads((redocly.resolve().parents[1] / "package.json").read_text())
     assert package["version"] == _installed_version()
 
 

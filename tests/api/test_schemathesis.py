@@ -46,16 +46,8 @@ schema = _load_schema()
 
 
 @pytest.fixture(autouse=True)
-def _keep_the_test_connection_open():
-    """As Django's test client does: a request must not close the test's connection."""
-    from django.core.signals import request_finished, request_started
-    from django.db import close_old_connections
-
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    yield
-    request_started.connect(close_old_connections)
-    request_finished.connect(close_old_connections)
+def _requests_keep_the_connection(keep_test_connection_open):
+    """Schemathesis calls the WSGI app in the test's thread (see the fixture)."""
 
 
 @pytest.fixture
