@@ -115,7 +115,9 @@ def test_a_follower_killed_mid_way_resumes_to_the_same_result_as_a_clean_rebuild
     for _attempt in range(5):
         follower = _follower("--batch-size", "100")
         try:
-            wait_until(lambda: min(_checkpoints().values(), default=0) > 0, "the follower to start")
+            wait_until(
+                lambda: min(_checkpoints().values(), default=0) > 0, "the follower to start"
+            )
             killed_mid_way = _kill_while_checkpoints_are_held(follower, head)
         finally:
             follower.send_signal(signal.SIGKILL)
