@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Unpack
 
@@ -38,9 +38,12 @@ class AccountState:
     balance_cents: int
     status: str
     version: int
+    position: int | None = field(default=None, compare=False)
+    """After a command: the global position of its last event (None on a query). Not part
+    of the state: two equal states compare equal however they were obtained."""
 
     @classmethod
-    def of(cls, account: Account) -> AccountState:
+    def of(cls, account: Account, position: int | None = None) -> AccountState:
         return cls(
             id=account.id,
             holder_name=account.holder_name,
@@ -48,6 +51,7 @@ class AccountState:
             balance_cents=account.balance_cents,
             status=account.status or "",
             version=account.version,
+            position=position,
         )
 
 
@@ -56,6 +60,11 @@ class TransferResult:
     transfer_id: uuid.UUID
     source: AccountState
     target: AccountState
+
+    @property
+    def position(self) -> int | None:
+        """The global position of the transfer's last event (both sides are one append)."""
+        return self.target.position
 
 
 def _on_one(
@@ -68,14 +77,14 @@ def _on_one(
 ) -> AccountState:
     """A command on one account, in its span."""
     with command_span(command, account_id, expected_version, amount_cents):
-        (loaded,) = unit_of_work.run(
+        done = unit_of_work.run(
             command,
             [account_id],
             action,
             context=context,
             expected_version=expected_version,
         )
-        return AccountState.of(loaded.account)
+        return AccountState.of(done.accounts[0].account, done.position)
 
 
 # --- commands -------------------------------------------------------------------------
@@ -114,8 +123,8 @@ def open_account(
             initial_balance_cents=initial_balance_cents,
         )
         with transaction.atomic():
-            repository.save([Loaded(account, es.StreamHead(0, ""), 0)], context, "open")
-        return AccountState.of(account)
+            result = repository.save([Loaded(account, es.StreamHead(0, ""), 0)], context, "open")
+        return AccountState.of(account, max(result.positions))
 
 
 def deposit(
@@ -273,13 +282,12 @@ def transfer(
                 description=description,
             )
 
-        source, target = unit_of_work.run(
-            "transfer", [from_account, to_account], action, context=context
-        )
+        done = unit_of_work.run("transfer", [from_account, to_account], action, context=context)
+        source, target = done.accounts
         return TransferResult(
             transfer_id=the_transfer,
-            source=AccountState.of(source.account),
-            target=AccountState.of(target.account),
+            source=AccountState.of(source.account, done.position),
+            target=AccountState.of(target.account, done.position),
         )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from django.db import transaction
 
@@ -29,6 +30,20 @@ MAX_ATTEMPTS = 5
 Action = Callable[[Sequence[Loaded]], None]
 
 
+@dataclass(frozen=True, slots=True)
+class Done:
+    """What a command did: the accounts after it, and where its events landed.
+
+    Attributes:
+        accounts: the accounts after the command, in the order the command named them.
+        position: the global position of its last event (a reader of the read models
+            waits for their projections to get there to see the command's effect).
+    """
+
+    accounts: list[Loaded]
+    position: int
+
+
 def run(
     command: str,
     account_ids: Sequence[uuid.UUID],
@@ -36,7 +51,7 @@ def run(
     *,
     context: CommandContext,
     expected_version: int | None = None,
-) -> list[Loaded]:
+) -> Done:
     """Run a command until it appends or fails for a reason a retry cannot change.
 
     Args:
@@ -45,7 +60,8 @@ def run(
         expected_version: the version the (first) account must be at; no retry then.
 
     Returns:
-        The accounts after the command, in the order of ``account_ids``.
+        The accounts after the command, in the order of ``account_ids``, and the position
+        of its last event.
 
     Raises:
         AccountNotFound: an account does not exist.
@@ -80,7 +96,7 @@ def attempt(
     expected_version: int | None,
     *,
     locked: bool = False,
-) -> list[Loaded]:
+) -> Done:
     """One attempt at a command: load, run the domain, append.
 
     ``locked``, inside the transaction ``run`` opened: the load takes the streams' locks
@@ -108,7 +124,7 @@ def attempt(
     if not locked:
         for loaded in changed:
             repository.snapshot_after_commit(loaded, result)
-    return changed
+    return Done(changed, max(result.positions))
 
 
 def _autocommit() -> bool:

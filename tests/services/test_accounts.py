@@ -427,3 +427,22 @@ def test_outside_a_transaction_refusals_write_nothing(first_attempts):
         svc.deposit(account_id=uuid.uuid4(), amount_cents=1, actor=TELLER)
     assert first_attempts == ["withdraw", "deposit", "deposit"]
     assert es.stream_version(account.id) == 1
+
+
+def test_each_command_answers_the_position_of_its_last_event():
+    def last_position(account_id):
+        return Event.objects.filter(stream_id=account_id).order_by("-position")[0].position
+
+    a = svc.open_account(holder_name="Ann", initial_balance_cents=500, actor=TELLER)
+    b = svc.open_account(holder_name="Bob", actor=TELLER)
+    assert (a.position, b.position) == (last_position(a.id), last_position(b.id))
+    assert a.position < b.position
+    deposited = svc.deposit(account_id=a.id, amount_cents=5, actor=TELLER)
+    assert deposited.position == last_position(a.id) > b.position
+    moved = svc.transfer(from_account=a.id, to_account=b.id, amount_cents=3, actor=TELLER)
+    assert moved.position == moved.source.position == moved.target.position
+    assert moved.position == max(last_position(a.id), last_position(b.id)) == es.head_position()
+    frozen = svc.freeze(account_id=b.id, reason="check", actor=TELLER)
+    assert frozen.position == es.head_position()
+    assert svc.get_account(b.id).position is None  # a query has no command's position
+    assert svc.get_account(b.id) == frozen  # and the position is not part of the state
