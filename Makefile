@@ -15,7 +15,7 @@ PIP_COMPILE = CUSTOM_COMPILE_COMMAND='make lock' $(BIN)/pip-compile --quiet --ge
 	--allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links --no-emit-trusted-host \
 	$(if $(filter 1,$(UPGRADE)),--upgrade)
 
-.PHONY: setup run test test-sqlite test-postgres lint bench load fuzz clean lock lock-check
+.PHONY: setup run manage test test-sqlite test-postgres lint bench load fuzz clean lock lock-check
 
 # Dependencies only from the lock, every file checked against its hash; then the project.
 $(STAMP): pyproject.toml $(LOCK)
@@ -36,6 +36,13 @@ run: $(STAMP)
 	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py run_projections --verbosity 0 & \
 		follower=$$!; trap 'kill $$follower 2>/dev/null' EXIT INT TERM; \
 		DEBUG=$${DEBUG:-true} $(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+# Any management command, as `make run` runs them: the project's virtualenv, DEBUG on unless
+# set, the database `make run` uses unless DATABASE_URL says otherwise. E.g.
+#   make manage ARGS="verify_events --full"
+ARGS ?= help
+manage: $(STAMP)
+	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py $(ARGS)
 
 # Fails when pyproject.toml's dependency lists changed since the lock was made.
 lock-check:

@@ -20,6 +20,7 @@ log (``AccessLogAdmin``), nobody changes it.
 from __future__ import annotations
 
 import csv
+import json
 import re
 import uuid
 from collections.abc import Iterable, Iterator
@@ -69,7 +70,12 @@ from bank.models import AccessLogEntry
 from bank.money_format import format_money, plain_amount
 from bank.services import Actor
 from bank.services import accounts as svc
-from bank.services.errors import AccountNotFound, ServiceError, VersionMismatch
+from bank.services.errors import (
+    AccountNotFound,
+    ServiceError,
+    UnreadableStream,
+    VersionMismatch,
+)
 from bank.templatetags.charts import Marker
 from bank.templatetags.ledger import short_id_html
 from projections.models import AccountBalance
@@ -99,6 +105,13 @@ COMMAND_STALE = (
     "{actual} now, {expected} then). Nothing was changed: look at its new state and try again."
 )
 
+# An account whose stream holds an event this release cannot read (a newer release's type,
+# or a payload that does not fit its type): its pages other than the audit page send here.
+UNREADABLE_REDIRECT = (
+    "{what} is not available for this account: its event at version {version} is a "
+    "“{event_type}” that this release cannot read. The audit page shows its events as stored."
+)
+
 # Why a command is not offered, for the account's state.
 WHY_CLOSED = "the account is closed: no command can change it"
 WHY_FROZEN_MONEY = "the account is frozen: no money can move until it is unfrozen"
@@ -121,23 +134,25 @@ class Command:
 
     ``label``: the button and the messages; ``legend``: the form's fieldset; ``confirm``:
     whether it asks for confirmation on a page of its own before it runs; ``reason_label``:
-    the reason field's label (money commands have an amount and a description instead).
+    the reason field's label (money commands have an amount and a description instead,
+    named after ``noun``: every field on the page has a name of its own).
     """
 
     label: str
     legend: str
     confirm: bool = False
     reason_label: str = ""
+    noun: str = ""
 
     def form(self, name: str, state: selectors.AccountState, data: Any = None) -> forms.Form:
         if self.reason_label:
             return ReasonForm(data, prefix=name, label=self.reason_label)
-        return MoneyForm(data, prefix=name, currency=state.currency)
+        return MoneyForm(data, prefix=name, currency=state.currency, noun=self.noun)
 
 
 COMMANDS: dict[str, Command] = {
-    "deposit": Command("Deposit", "Deposit money"),
-    "withdraw": Command("Withdraw", "Withdraw money"),
+    "deposit": Command("Deposit", "Deposit money", noun="Deposit"),
+    "withdraw": Command("Withdraw", "Withdraw money", noun="Withdrawal"),
     "freeze": Command(
         "Freeze", "Freeze the account", confirm=True, reason_label="Reason for freezing"
     ),
@@ -469,6 +484,8 @@ class AccountAdmin(admin.ModelAdmin):
         except AccountNotFound:
             self.message_user(request, f"Account {account_id} does not exist.", messages.ERROR)
             return HttpResponseRedirect(reverse("admin:projections_accountbalance_changelist"))
+        except UnreadableStream as exc:
+            return self._unreadable_page(request, account_id, exc, page)
         state = timeline.state
         travel = TimeTravelForm(request.GET or None)
         past, moment, version = None, None, None
@@ -550,6 +567,50 @@ class AccountAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/bank/accountbalance/audit.html", context)
 
+    def _unreadable_page(
+        self, request: HttpRequest, account_id: uuid.UUID, exc: UnreadableStream, page: int
+    ) -> HttpResponse:
+        """An account this release cannot read: a banner naming the event it cannot read and
+        what to do, and the events as stored (type, schema version, data); no balances, no
+        state, no commands (nothing about the account can be computed)."""
+        access_log.record(request, account_id, access_log.AUDIT_VIEW)
+        stored = selectors.stored_events(account_id, page=page)
+        culprit = selectors.account_events(account_id, after_version=exc.version - 1, limit=1)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"Account {account_id}: audit",
+            "account_id": account_id,
+            "error": exc,
+            "schema_version": culprit[0].schema_version if culprit else None,
+            "stored": stored,
+            "events": [
+                (
+                    event,
+                    json.dumps(event.data, indent=2, sort_keys=True, ensure_ascii=False),
+                    event.version == exc.version,
+                )
+                for event in stored.events
+            ],
+            "page_range": Paginator(range(stored.pages), 1).get_elided_page_range(
+                stored.page, on_each_side=3, on_ends=2
+            ),
+            "ellipsis": Paginator.ELLIPSIS,
+        }
+        return TemplateResponse(
+            request, "admin/bank/accountbalance/unreadable.html", context, status=200
+        )
+
+    def _unreadable_redirect(
+        self, request: HttpRequest, account_id: uuid.UUID, exc: UnreadableStream, what: str
+    ) -> HttpResponse:
+        self.message_user(
+            request,
+            UNREADABLE_REDIRECT.format(what=what, version=exc.version, event_type=exc.event_type),
+            messages.ERROR,
+        )
+        return HttpResponseRedirect(reverse("admin:bank_account_audit", args=[account_id]))
+
     # --- CSV export -----------------------------------------------------------------------
 
     EXPORT_HEADER = (
@@ -574,6 +635,8 @@ class AccountAdmin(admin.ModelAdmin):
             state = selectors.get_account(account_id)
         except AccountNotFound:
             raise Http404(f"account {account_id} does not exist") from None
+        except UnreadableStream as exc:
+            return self._unreadable_redirect(request, account_id, exc, "The CSV export")
         access_log.record(request, account_id, access_log.EXPORT_CSV)
 
         class Echo:
@@ -663,6 +726,8 @@ class AccountAdmin(admin.ModelAdmin):
             state = selectors.get_account(account_id)
         except AccountNotFound:
             raise Http404(f"account {account_id} does not exist") from None
+        except UnreadableStream as exc:
+            return self._unreadable_redirect(request, account_id, exc, "Comparing versions")
         access_log.record(request, account_id, access_log.COMPARE)
         bound = "a" in request.GET or "b" in request.GET
         form = CompareForm(
@@ -710,6 +775,8 @@ class AccountAdmin(admin.ModelAdmin):
                 statement, state = None, selectors.get_account(account_id)
         except AccountNotFound:
             raise Http404(f"account {account_id} does not exist") from None
+        except UnreadableStream as exc:
+            return self._unreadable_redirect(request, account_id, exc, "The statement")
         access_log.record(request, account_id, access_log.STATEMENT)
         context = {
             **self.admin_site.each_context(request),
@@ -759,6 +826,8 @@ class AccountAdmin(admin.ModelAdmin):
             )
         except AccountNotFound:
             raise Http404(f"account {account_id} does not exist") from None
+        except UnreadableStream as exc:
+            return self._unreadable_redirect(request, account_id, exc, "The statement")
         access_log.record(request, account_id, access_log.STATEMENT_CSV)
 
         class Echo:
@@ -803,6 +872,8 @@ class AccountAdmin(admin.ModelAdmin):
         except AccountNotFound:
             self.message_user(request, f"Account {account_id} does not exist.", messages.ERROR)
             return HttpResponseRedirect(reverse("admin:projections_accountbalance_changelist"))
+        except UnreadableStream as exc:
+            return self._unreadable_redirect(request, account_id, exc, spec.label)
         confirmed = request.method == "POST" and request.POST.get("confirm") == "yes"
         if request.method == "GET":
             why = command_refusal(command, state)
@@ -1190,3 +1261,8 @@ class AccessLogAdmin(admin.ModelAdmin):
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         response["Content-Disposition"] = f'attachment; filename="access-log-{stamp}.csv"'
         return response
+
+
+# The events list with the bank's search and date range (it replaces the store's own
+# registration, so it is imported once this module's registrations are done).
+from bank import admin_events  # noqa: E402, F401

@@ -50,13 +50,20 @@ class AmountField(forms.Field):
 
 
 class MoneyForm(forms.Form):
-    """A deposit or a withdrawal: ``amount`` cleans to integer minor units."""
+    """A deposit or a withdrawal: ``amount`` cleans to integer minor units.
 
-    def __init__(self, *args: Any, currency: str, **kwargs: Any) -> None:
+    ``noun`` ("Deposit", "Withdrawal") begins the labels, so that the audit page's two money
+    forms have fields of different names ("Deposit amount (EUR)", "Withdrawal amount (EUR)")
+    for those who hear a field's name without its form's legend.
+    """
+
+    def __init__(self, *args: Any, currency: str, noun: str = "", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["amount"] = AmountField(currency=currency)
+        amount = f"{noun} amount" if noun else "Amount"
+        description = f"{noun} description" if noun else "Description"
+        self.fields["amount"] = AmountField(currency=currency, label=f"{amount} ({currency})")
         self.fields["description"] = forms.CharField(
-            max_length=DESCRIPTION_MAX, required=False, label="Description (optional)"
+            max_length=DESCRIPTION_MAX, required=False, label=f"{description} (optional)"
         )
 
 

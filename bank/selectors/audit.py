@@ -171,6 +171,34 @@ def timeline_rows(account_id: uuid.UUID, *, chunk: int = 1000) -> Iterator[Timel
         after = events[-1].version
 
 
+@dataclass(frozen=True, slots=True)
+class StoredPage:
+    """One page of an account's events as stored (no decoding), newest first: what the
+    audit page shows of an account this release cannot read."""
+
+    events: list[es.RecordedEvent]
+    page: int
+    pages: int
+    version: int
+
+
+def stored_events(
+    account_id: uuid.UUID, *, page: int = 1, page_size: int = PAGE_SIZE
+) -> StoredPage:
+    """The account's events as the store holds them, a page at a time, newest first.
+
+    Nothing is decoded, so an event of a type this release does not know is shown too. Two
+    queries whatever the history's length (the stream's version, the page's events).
+    """
+    version = es.stream_version(account_id)
+    pages = max(1, -(-version // page_size))
+    page = min(max(page, 1), pages)
+    top = version - (page - 1) * page_size
+    bottom = max(1, top - page_size + 1)
+    events = es.read_stream(account_id, after_version=bottom - 1, up_to_version=top)
+    return StoredPage(events=list(reversed(events)), page=page, pages=pages, version=version)
+
+
 # How many of the last run's problems the admin index's panel lists (the count is always shown).
 PANEL_PROBLEMS = 3
 

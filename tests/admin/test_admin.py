@@ -636,7 +636,7 @@ def test_an_amount_the_currency_cannot_hold_is_a_form_error_and_nothing_is_writt
     errors = re.search(r'<ul class="errorlist"[^>]*>(.*?)</ul>', form, re.S)
     assert errors and error in errors.group(1).replace("&#x27;", "'").replace("&quot;", '"')
     assert f'value="{typed}"' in form or not typed  # what was typed is kept for correcting
-    assert f"Deposit was not done: Amount ({currency}): " in page
+    assert f"Deposit was not done: Deposit amount ({currency}): " in page
     # The page is shown at the command's URL: its other forms and links go to the audit page.
     assert f'<form method="get" action="{audit_url(account_id)}"' in page
     assert Event.objects.count() == before
@@ -652,8 +652,11 @@ def test_the_command_forms_are_fieldsets_with_legends_and_labels_in_the_currency
     bodies = re.findall(r'<form[^>]*class="command-form" id="command-.*?</form>', page, re.S)
     legends = [re.search(r"<fieldset>\s*<legend>(.*?)</legend>", body).group(1) for body in bodies]
     assert legends == ["Deposit money", "Withdraw money", "Freeze the account"]
-    assert page.count('<label for="id_deposit-amount">Amount (JPY):</label>') == 1
-    assert page.count('<label for="id_withdraw-amount">Amount (JPY):</label>') == 1
+    # Every field has a name of its own, not only within its fieldset.
+    assert page.count('<label for="id_deposit-amount">Deposit amount (JPY):</label>') == 1
+    assert page.count('<label for="id_withdraw-amount">Withdrawal amount (JPY):</label>') == 1
+    labels = re.findall(r'<label for="id_[a-z]+-\w+">(.*?)</label>', page)
+    assert len(labels) == len(set(labels)) == 5, labels
     assert 'placeholder="1250"' in page and 'inputmode="numeric"' in page
 
 

@@ -212,7 +212,7 @@ def test_a_teller_deposits_in_euros_and_copies_an_account_id(browser, live_serve
     log_in(browser, live_server, "tom")
     browser.get(f"{live_server.url}/admin/projections/accountbalance/{account_id}/audit/")
     assert browser.find_element(By.CSS_SELECTOR, "label[for=id_deposit-amount]").text == (
-        "Amount (EUR):"
+        "Deposit amount (EUR):"
     )
     amount = browser.find_element(By.ID, "id_deposit-amount")
     amount.send_keys("1.234")

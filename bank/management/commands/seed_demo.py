@@ -1,4 +1,9 @@
-"""python manage.py seed_demo: demo accounts with a few hundred events of history."""
+"""python manage.py seed_demo: demo accounts with a few hundred events of history.
+
+One of them, the long account, has a history long enough for snapshots (more than twice
+``SNAPSHOT_INTERVAL`` events, so that the admin's snapshots list and the loads from a snapshot
+have something to show on a fresh demo).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 import eventstore as es
 from bank.domain import DomainError
@@ -38,6 +43,8 @@ HOLDERS = [
     ("Frances Allen", "USD", 0),
     ("Ken Thompson", "EUR", 5_000),
 ]
+# A salaried account with years of monthly salary and rent: the one that is snapshotted.
+LONG_HOLDER = ("Charles Babbage", "GBP", 100_000)
 DESCRIPTIONS_IN = ["Salary", "Refund", "Cash deposit", "Dividend", "Gift"]
 DESCRIPTIONS_OUT = ["Rent", "Groceries", "Electricity bill", "ATM withdrawal", "Insurance"]
 
@@ -63,6 +70,12 @@ class Command(BaseCommand):
             "--events", type=int, default=400, help="roughly how many events to create (400)"
         )
         parser.add_argument("--seed", type=int, default=2026, help="random seed (2026)")
+        parser.add_argument(
+            "--long-events",
+            type=int,
+            default=None,
+            help="events of the long account (default: twice SNAPSHOT_INTERVAL plus 10)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         first = uuid.uuid5(NAMESPACE, HOLDERS[0][0])
@@ -72,7 +85,14 @@ class Command(BaseCommand):
             return
         rng = random.Random(options["seed"])
         target = max(options["events"], len(HOLDERS) * 2)
-        clock = Clock(rng, target)
+        long_events = options["long_events"]
+        if long_events is None:
+            long_events = 2 * settings.SNAPSHOT_INTERVAL + 10
+        if long_events < 1:
+            raise CommandError(
+                f"--long-events must be at least 1 (the opening), not {long_events}"
+            )
+        clock = Clock(rng, target + long_events)
         actor = Actor.system("seed_demo")
         ids = []
         for name, currency, balance in HOLDERS:
@@ -129,6 +149,7 @@ class Command(BaseCommand):
                     bar.update(created - bar.n)
                 except DomainError:
                     refused += 1  # e.g. not enough money: a teller would have been refused too
+        long_id = self._long_account(long_events, actor, clock, options["verbosity"])
         frozen_id, closed_id = ids[-2][0], ids[-1][0]
         svc.freeze(
             account_id=frozen_id, reason="Suspicious card activity", actor=actor, clock=clock
@@ -142,12 +163,57 @@ class Command(BaseCommand):
         )
         svc.close(account_id=closed_id, reason="Customer moved abroad", actor=actor, clock=clock)
         self._demo_user()
+        snapshots = long_events // settings.SNAPSHOT_INTERVAL
         self.stdout.write(
             self.style.SUCCESS(
-                f"Seeded {len(ids)} demo accounts with {created + 3} events "
-                f"({refused} commands refused by the rules, as they should be)."
+                f"Seeded {len(ids) + 1} demo accounts with {created + long_events + 3} events "
+                f"({refused} commands refused by the rules, as they should be); the long "
+                f"account {long_id} has {long_events} events and {snapshots} snapshot"
+                f"{'s' if snapshots != 1 else ''}."
             )
         )
+
+    def _long_account(self, events: int, actor: Actor, clock: Clock, verbosity: int) -> uuid.UUID:
+        """The long account: opened, then salary in and rent out in turn (``events`` in all)."""
+        name, currency, balance = LONG_HOLDER
+        account_id = svc.open_account(
+            account_id=uuid.uuid5(NAMESPACE, name),
+            holder_name=name,
+            currency=currency,
+            initial_balance_cents=balance,
+            actor=actor,
+            clock=clock,
+        ).id
+        with progress(
+            total=events,
+            initial=1,
+            desc="long account",
+            file=sys.stderr if self.stderr.isatty() else self.stderr,
+            verbosity=verbosity,
+        ) as bar:
+            for number in range(1, events):
+                self._salary_or_rent(account_id, number, actor, clock)
+                bar.update(1)
+        return account_id
+
+    @staticmethod
+    def _salary_or_rent(account_id: uuid.UUID, number: int, actor: Actor, clock: Clock) -> None:
+        if number % 2:
+            svc.deposit(
+                account_id=account_id,
+                amount_cents=320_000,
+                description="Salary",
+                actor=actor,
+                clock=clock,
+            )
+        else:
+            svc.withdraw(
+                account_id=account_id,
+                amount_cents=150_000,
+                description="Rent",
+                actor=actor,
+                clock=clock,
+            )
 
     def _demo_user(self) -> None:
         """In DEBUG only: a superuser admin/admin so that a newcomer can log in at once."""

@@ -26,3 +26,15 @@ document.addEventListener("click", function (event) {
   var button = event.target.closest ? event.target.closest("[data-print]") : null;
   if (button) { window.print(); }
 });
+
+/* After a form's round trip (a command, a time travel) the browser starts at the top of the
+   new page: the focus goes to what the form produced instead, the messages first (their
+   region is a live region too), else the element marked [data-focus-on-load] (the state
+   travelled to, a form's errors). Both are focusable with tabindex="-1" and show the focus. */
+(function () {
+  var target = document.querySelector("#messages[data-focus-on-load]") ||
+    document.querySelector("[data-focus-on-load]");
+  if (!target) { return; }
+  target.focus({ preventScroll: true });
+  if (target.scrollIntoView) { target.scrollIntoView({ block: "center" }); }
+})();
