@@ -16,7 +16,7 @@ from .models import Event, Snapshot
 
 def pretty_json(value: Any) -> str:
     return format_html(
-        '<pre class="eventstore-json" style="white-space: pre-wrap; margin: 0;">{}</pre>',
+        '<pre class="eventstore-json">{}</pre>',
         json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False),
     )
 
