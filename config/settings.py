@@ -198,6 +198,14 @@ if DEBUG and not EVENTSTORE_SIGNING_KEY:
 # Bodies larger than this are refused with 400 (DRF >= 3.17.2 applies it to JSON too).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("API_MAX_BODY_BYTES", default=64 * 1024)
 IDEMPOTENCY_KEY_TTL_HOURS = env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=24)
+# Read your writes: how long a read-model read with min_position waits for the projection to
+# reach it before answering 503 projection_lagging (bank/api/consistency.py); 0: never waits.
+READ_YOUR_WRITES_TIMEOUT_MS = env.int("READ_YOUR_WRITES_TIMEOUT_MS", default=2000)
+if READ_YOUR_WRITES_TIMEOUT_MS < 0:
+    raise ImproperlyConfigured(
+        "READ_YOUR_WRITES_TIMEOUT_MS must be 0 (answer at once) or a positive number of "
+        "milliseconds."
+    )
 # The OpenAPI document and the docs page: public by default (they describe, not reveal).
 API_DOCS_PUBLIC = env.bool("API_DOCS_PUBLIC", default=True)
 

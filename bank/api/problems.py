@@ -39,6 +39,12 @@ from .conditional import (
     PreconditionFailed,
     PreconditionNotSupported,
 )
+from .consistency import (
+    MIN_POSITION_BEYOND_HEAD,
+    PROJECTION_LAGGING,
+    MinPositionBeyondHead,
+    ProjectionLagging,
+)
 
 log = logging.getLogger("bank.api")
 
@@ -68,6 +74,7 @@ PROBLEM_CODES = (
     REQUEST_TOO_LARGE,
     INVALID_PRECONDITION_HEADER,
     PRECONDITION_NOT_SUPPORTED,
+    MIN_POSITION_BEYOND_HEAD,
     NOT_AUTHENTICATED,
     PERMISSION_DENIED,
     NOT_FOUND,
@@ -90,6 +97,7 @@ PROBLEM_CODES = (
     THROTTLED,
     INTERNAL_ERROR,
     DATABASE_UNAVAILABLE,
+    PROJECTION_LAGGING,
     UNKNOWN_ERROR,
 )
 
@@ -112,7 +120,11 @@ TITLES = {
 
 # Titles of codes whose status's title would say something else (a reused key is a 422,
 # but no business rule refused anything).
-CODE_TITLES = {IDEMPOTENCY_KEY_REUSED: "Idempotency-Key already used for another request"}
+CODE_TITLES = {
+    IDEMPOTENCY_KEY_REUSED: "Idempotency-Key already used for another request",
+    MIN_POSITION_BEYOND_HEAD: "min_position is beyond the event store's head",
+    PROJECTION_LAGGING: "The read model has not reached min_position yet",
+}
 
 
 class IdempotencyKeyReused(Exception):
@@ -197,6 +209,25 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         return problem(400, exc.code, str(exc), errors={exc.header: [exc.reason]})
     if isinstance(exc, PreconditionNotSupported):
         return problem(400, exc.code, str(exc))
+    if isinstance(exc, MinPositionBeyondHead):
+        return problem(
+            400,
+            exc.code,
+            str(exc),
+            errors={exc.source: [str(exc)]},
+            min_position=exc.wanted,
+            head_position=exc.head,
+        )
+    if isinstance(exc, ProjectionLagging):
+        return problem(
+            503,
+            exc.code,
+            str(exc),
+            headers={"Retry-After": str(exc.retry_after)},
+            projection=exc.projection,
+            projection_position=exc.reached,
+            min_position=exc.wanted,
+        )
     if isinstance(exc, PreconditionFailed):
         expected: dict[str, Any] = (
             {} if exc.expected is None else {"expected_version": exc.expected}

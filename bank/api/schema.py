@@ -1,5 +1,8 @@
 """The OpenAPI document: say in it what the server does, headers and problems included.
 
+- Read your writes: ``X-Event-Position`` on command answers, ``min_position`` /
+  ``X-Min-Position`` on the read-model operations with ``X-Projection-Position`` on their
+  answers, and their 400 and 503 problems (``READ_MODEL_PROBLEMS``).
 - ``ApiSchema`` (the views' schema class) adds what every answer has: the caching headers,
   ``WWW-Authenticate`` on 401, ``Retry-After`` on 429 and 503, and OpenAPI links from an
   account answer to the account's reads and commands (its ``id`` to their path, its
@@ -30,6 +33,14 @@ from rest_framework import serializers
 
 from .caching import CACHE_CONTROL, VARY
 from .conditional import CONDITION_PATTERN, IF_MATCH, IF_NONE_MATCH
+from .consistency import (
+    EVENT_POSITION,
+    MAX_POSITION,
+    MIN_POSITION_HEADER,
+    MIN_POSITION_QUERY,
+    POSITION_PATTERN,
+    PROJECTION_POSITION,
+)
 from .fields import AccountStatusField
 from .idempotency import HEADER as IDEMPOTENCY_HEADER
 from .problems import PROBLEM_CODES, PROBLEM_CONTENT_TYPE
@@ -98,7 +109,7 @@ class ProblemSerializer(serializers.Serializer):
         child=serializers.ListField(child=serializers.CharField()),
         required=False,
         help_text="per field or header, what is wrong with it (invalid_input, "
-        "invalid_precondition_header)",
+        "invalid_precondition_header, min_position_beyond_head)",
     )
     available_cents = serializers.IntegerField(required=False, help_text="insufficient_funds")
     requested_cents = serializers.IntegerField(required=False, help_text="insufficient_funds")
@@ -120,6 +131,19 @@ class ProblemSerializer(serializers.Serializer):
     )
     reference = serializers.CharField(
         required=False, help_text="internal_error: quote it to support"
+    )
+    min_position = serializers.IntegerField(
+        required=False,
+        help_text="projection_lagging, min_position_beyond_head: the position asked for",
+    )
+    projection = serializers.CharField(
+        required=False, help_text="projection_lagging: the projection that is behind"
+    )
+    projection_position = serializers.IntegerField(
+        required=False, help_text="projection_lagging: the position it had reached"
+    )
+    head_position = serializers.IntegerField(
+        required=False, help_text="min_position_beyond_head: the event store's head"
     )
 
 
@@ -146,13 +170,27 @@ _PROBLEM_TEXT = {
 }
 
 
-def problems(*statuses: int) -> dict[tuple[int | str, str], OpenApiResponse]:
+# What the read-model operations (min_position) answer besides, for ``problems(texts=...)``.
+READ_MODEL_PROBLEMS = {
+    400: _PROBLEM_TEXT[400] + ", a malformed min_position / X-Min-Position or the two "
+    "disagreeing (invalid_input), or a min_position beyond the event store's head "
+    "(min_position_beyond_head: not a position this server answered)",
+    503: "the projection did not reach min_position within READ_YOUR_WRITES_TIMEOUT_MS "
+    "(projection_lagging; Retry-After) or " + _PROBLEM_TEXT[503],
+}
+
+
+def problems(
+    *statuses: int, texts: dict[int, str] | None = None
+) -> dict[tuple[int | str, str], OpenApiResponse]:
     """The problem answers of an operation, for ``extend_schema(responses=...)``.
 
     Every operation may also answer 406 and 500, and any other problem (``default``).
+    ``texts`` describes some of them in the operation's own words.
     """
+    text = {**_PROBLEM_TEXT, **(texts or {})}
     answers: dict[tuple[int | str, str], OpenApiResponse] = {
-        (s, PROBLEM_CONTENT_TYPE): OpenApiResponse(ProblemSerializer, description=_PROBLEM_TEXT[s])
+        (s, PROBLEM_CONTENT_TYPE): OpenApiResponse(ProblemSerializer, description=text[s])
         for s in sorted({*statuses, 406, 500})
     }
     answers["default", PROBLEM_CONTENT_TYPE] = OpenApiResponse(
@@ -238,6 +276,44 @@ IDEMPOTENCY_REPLAYED = OpenApiParameter(
     enum=["true"],
     response=[200, 201],
 )
+EVENT_POSITION_HEADER = OpenApiParameter(
+    EVENT_POSITION,
+    {"type": "integer", "format": "int64", "minimum": 1},
+    OpenApiParameter.HEADER,
+    description="the global position of the command's last event (a transfer: of the "
+    "later of its two): send it as min_position (or X-Min-Position) to a read-model "
+    "operation to read your own write",
+    required=True,
+    response=[200, 201],
+)
+PROJECTION_POSITION_HEADER = OpenApiParameter(
+    PROJECTION_POSITION,
+    {"type": "integer", "format": "int64", "minimum": 0},
+    OpenApiParameter.HEADER,
+    description="the global position the read model had reached before the answer was "
+    "read: the answer shows every event up to it (and may show later ones)",
+    required=True,
+    response=[200],
+)
+MIN_POSITION = OpenApiParameter(
+    MIN_POSITION_QUERY,
+    {"type": "integer", "format": "int64", "minimum": 0, "maximum": MAX_POSITION},
+    OpenApiParameter.QUERY,
+    description="read your writes: a command's X-Event-Position. The answer waits (up to "
+    "READ_YOUR_WRITES_TIMEOUT_MS, 2 s by default) until the read model has reached it, "
+    "else 503 projection_lagging with Retry-After; beyond the event store's head: 400 "
+    "min_position_beyond_head. Also accepted as the X-Min-Position header (if both are "
+    "sent they must agree)",
+)
+MIN_POSITION_FIELD = OpenApiParameter(
+    MIN_POSITION_HEADER,
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description="the same as the min_position query parameter, as a header (a decimal "
+    "number); a query parameter with another value is a 400",
+    pattern=POSITION_PATTERN,
+)
+READ_MODEL_PARAMETERS = [MIN_POSITION, MIN_POSITION_FIELD, PROJECTION_POSITION_HEADER]
 
 _CACHING_HEADERS = {
     "Cache-Control": {

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from django.db import DatabaseError
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -21,12 +23,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+import eventstore as es
 from bank import access_log, selectors
 from bank.domain.text import DESCRIPTION_MAX, HOLDER_NAME_MAX, REASON_MAX
 from bank.services import Actor
 from bank.services import accounts as svc
 from bank.services.errors import AccountNotFound
 
+from . import consistency
 from .caching import no_store
 from .conditional import Preconditions, etag_of
 from .fields import (
@@ -44,6 +48,7 @@ from .schema import (
     ACCOUNTS,
     COMMANDS,
     ETAG,
+    EVENT_POSITION_HEADER,
     HISTORY,
     IDEMPOTENCY_KEY,
     IDEMPOTENCY_REPLAYED,
@@ -52,11 +57,15 @@ from .schema import (
     IF_NONE_MATCH_COMMAND,
     IF_NONE_MATCH_READ,
     LOCATION,
+    READ_MODEL_PARAMETERS,
+    READ_MODEL_PROBLEMS,
     TRANSFERS,
     X_CORRELATION_ID,
     ApiSchema,
     problems,
 )
+
+log = logging.getLogger("bank.api")
 
 # --- shared pieces --------------------------------------------------------------------
 
@@ -133,6 +142,41 @@ def metadata_of(request: Request, key: str | None) -> dict[str, Any]:
 def account_response(state: svc.AccountState, status: int = 200) -> Response:
     response = Response(AccountOutput(state).data, status=status)
     response["ETag"] = etag_of(state.version)
+    if state.position is not None:  # a command's answer: where its last event landed
+        response[consistency.EVENT_POSITION] = str(state.position)
+    return response
+
+
+def with_event_position(response: Response, *accounts: str) -> Response:
+    """Make sure a command's answer (200, 201) has ``X-Event-Position``, replayed too.
+
+    A command's own answer has it from the services. An answer replayed for an
+    Idempotency-Key is stored without headers: its position is read back from the
+    accounts in its body (one indexed read, on this rare path only).
+
+    Args:
+        accounts: where the answer's body holds the accounts the command appended to
+            (``""``: the body is the account).
+    """
+    if response.status_code not in (200, 201) or consistency.EVENT_POSITION in response:
+        return response
+    body = response.data
+    try:
+        position = consistency.event_position(*(body[name] if name else body for name in accounts))
+    except (DatabaseError, es.StoreUnavailableError):
+        # The command has committed: an error now would invite a retry of a write that
+        # happened. The answer goes out without the header (the client can read the
+        # account, strongly consistent, instead of waiting for a read model).
+        log.warning("the event position of a committed command could not be read", exc_info=True)
+        return response
+    response[consistency.EVENT_POSITION] = str(position)
+    return response
+
+
+def read_model_response(body: dict[str, Any], position: int) -> Response:
+    """An answer from a read model, saying how far its projection had got."""
+    response = Response(body)
+    response[consistency.PROJECTION_POSITION] = str(position)
     return response
 
 
@@ -173,14 +217,21 @@ class AccountCollectionApi(ApiView):
         operation_id="accounts_list",
         summary="List accounts",
         description="The accounts by holder name, from the balance read model (as far as the "
-        "projections got)." + PAGE_PAST_THE_END,
+        "projections got: X-Projection-Position; send min_position to read your own "
+        "writes)." + PAGE_PAST_THE_END,
         tags=[ACCOUNTS],
-        parameters=[ListQuery],
-        responses={200: AccountPage, **problems(400, 401, 403, 429, 503)},
+        parameters=[ListQuery, *READ_MODEL_PARAMETERS],
+        responses={
+            200: AccountPage,
+            **problems(400, 401, 403, 429, 503, texts=READ_MODEL_PROBLEMS),
+        },
     )
     def get(self, request: Request) -> Response:
         query = self.ListQuery(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
+        wanted = consistency.requested_position(request)
+        # Before the rows: they are then at least as new as the position announced.
+        position = consistency.reached(consistency.BALANCES, wanted)
         accounts = selectors.account_list(
             status=query.validated_data.get("status"), search=query.validated_data.get("search")
         )
@@ -201,7 +252,9 @@ class AccountCollectionApi(ApiView):
                 many=True,
             ).data
 
-        return Response(page_of(request, query.validated_data, count=accounts.count(), rows=rows))
+        return read_model_response(
+            page_of(request, query.validated_data, count=accounts.count(), rows=rows), position
+        )
 
     @extend_schema(
         operation_id="accounts_open",
@@ -212,7 +265,14 @@ class AccountCollectionApi(ApiView):
         "safely.",
         tags=[ACCOUNTS],
         request=InputSerializer,
-        parameters=[IDEMPOTENCY_KEY, X_CORRELATION_ID, ETAG, LOCATION, IDEMPOTENCY_REPLAYED],
+        parameters=[
+            IDEMPOTENCY_KEY,
+            X_CORRELATION_ID,
+            ETAG,
+            LOCATION,
+            IDEMPOTENCY_REPLAYED,
+            EVENT_POSITION_HEADER,
+        ],
         responses={201: AccountOutput, **problems(400, 401, 403, 409, 415, 422, 429, 503)},
     )
     def post(self, request: Request) -> Response:
@@ -236,9 +296,9 @@ class AccountCollectionApi(ApiView):
             return account_response(state, status=201)
 
         response = run_idempotent(request, key, open_)
-        # Here, not in open_, so that a replayed answer carries it too.
+        # Here, not in open_, so that a replayed answer carries them too.
         response["Location"] = f"/api/accounts/{response.data['id']}/"
-        return response
+        return with_event_position(response, "")
 
 
 class AccountDetailApi(ApiView):
@@ -315,6 +375,7 @@ COMMAND_PARAMETERS = [
     X_CORRELATION_ID,
     ETAG,
     IDEMPOTENCY_REPLAYED,
+    EVENT_POSITION_HEADER,
 ]
 COMMAND_RESPONSES: dict[Any, Any] = {
     200: AccountOutput,
@@ -335,7 +396,7 @@ class _AccountCommandApi(ApiView):
         preconditions = Preconditions.of(request)
         key = read_key(request)
         metadata = metadata_of(request, key)
-        return run_idempotent(
+        response = run_idempotent(
             request,
             key,
             lambda: account_response(
@@ -344,6 +405,7 @@ class _AccountCommandApi(ApiView):
                 )
             ),
         )
+        return with_event_position(response, "")  # a replayed answer: read back
 
 
 class _MoneyInput(StrictSerializer):
@@ -524,7 +586,12 @@ class TransferCreateApi(ApiView):
         "them is not supported yet; send Idempotency-Key to retry safely.",
         tags=[TRANSFERS],
         request=InputSerializer,
-        parameters=[IDEMPOTENCY_KEY, X_CORRELATION_ID, IDEMPOTENCY_REPLAYED],
+        parameters=[
+            IDEMPOTENCY_KEY,
+            X_CORRELATION_ID,
+            IDEMPOTENCY_REPLAYED,
+            EVENT_POSITION_HEADER,
+        ],
         responses={
             200: OutputSerializer,
             **problems(400, 401, 403, 404, 409, 415, 422, 429, 503),
@@ -549,7 +616,7 @@ class TransferCreateApi(ApiView):
                 description=data.validated_data["description"],
                 **metadata,
             )
-            return Response(
+            response = Response(
                 self.OutputSerializer(
                     {
                         "transfer_id": result.transfer_id,
@@ -558,8 +625,13 @@ class TransferCreateApi(ApiView):
                     }
                 ).data
             )
+            response[consistency.EVENT_POSITION] = str(result.position)
+            return response
 
-        return run_idempotent(request, key, transfer)
+        # A replayed answer has no header of its own: it is read back then.
+        return with_event_position(
+            run_idempotent(request, key, transfer), "from_account", "to_account"
+        )
 
 
 # --- history --------------------------------------------------------------------------
@@ -635,20 +707,23 @@ class AccountTransactionsApi(ApiView):
         operation_id="accounts_transactions",
         summary="List an account's transactions",
         description="The account's money movements in version order, from the "
-        "transaction-history read model (as far as the projections got)." + PAGE_PAST_THE_END,
+        "transaction-history read model (as far as the projections got: "
+        "X-Projection-Position; send min_position to read your own writes)." + PAGE_PAST_THE_END,
         tags=[HISTORY],
-        parameters=[PageQuery],
+        parameters=[PageQuery, *READ_MODEL_PARAMETERS],
         responses={
             200: _page_of(TransactionOutput, "TransactionPage"),
-            **problems(400, 401, 403, 404, 429, 503),
+            **problems(400, 401, 403, 404, 429, 503, texts=READ_MODEL_PROBLEMS),
         },
     )
     def get(self, request: Request, account_id: uuid.UUID) -> Response:
         query = PageQuery(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
-        rows = selectors.transactions(account_id)
+        wanted = consistency.requested_position(request)
+        rows = selectors.transactions(account_id)  # lazy: read after the position below
+        position = consistency.reached(consistency.TRANSACTIONS, wanted)
         access_log.record(request, account_id, access_log.API_TRANSACTIONS)
-        return Response(
+        return read_model_response(
             page_of(
                 request,
                 query.validated_data,
@@ -656,5 +731,6 @@ class AccountTransactionsApi(ApiView):
                 rows=lambda offset, limit: (
                     TransactionOutput(rows[offset : offset + limit], many=True).data
                 ),
-            )
+            ),
+            position,
         )
