@@ -21,16 +21,20 @@ import logging
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from types import FrameType
 from typing import Any
 
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
 from opentelemetry.trace import Status, StatusCode, use_span
 
 import eventstore as es
 
+from .models import DeadLetter
 from .telemetry import tracer
 
 log = logging.getLogger("projections.follower")
@@ -45,6 +49,9 @@ DATABASE_ERRORS: tuple[type[Exception], ...] = (
     es.StoreUnavailableError,
     *((psycopg.Error,) if psycopg is not None else ()),
 )
+
+DEFAULT_ATTEMPTS = 3
+"""How many times a consumer tries an event before it parks it (the commands' --attempts)."""
 
 Step = Callable[[list[str]], int]
 """Handles the next batch for the lock names held (in ``locks`` order); returns its size."""
@@ -108,6 +115,10 @@ class Follower:
         backoff: the waits after consecutive failures.
         retry_on: errors of the step that are waited out and retried (database errors
             always are); any other error ends :meth:`run`.
+        fatal: errors that end :meth:`run` even when ``retry_on`` covers them (a
+            configuration the server refused: waiting will not fix it).
+        give_up_after: end :meth:`run` by raising the last error after this many
+            consecutive failed rounds (``None``: never give up).
         once: return at the first step that handles nothing instead of waiting.
         hooks: what to report to (the command's output).
     """
@@ -122,6 +133,8 @@ class Follower:
         poll_interval: float = 1.0,
         backoff: Backoff = Backoff(),
         retry_on: tuple[type[Exception], ...] = (),
+        fatal: tuple[type[Exception], ...] = (),
+        give_up_after: int | None = None,
         once: bool = False,
         hooks: Hooks | None = None,
     ) -> None:
@@ -132,6 +145,8 @@ class Follower:
         self.poll_interval = poll_interval
         self.backoff = backoff
         self.retry_on = retry_on
+        self.fatal = fatal
+        self.give_up_after = give_up_after
         self.once = once
         self.hooks = hooks or Hooks()
         self.handled = 0
@@ -141,6 +156,8 @@ class Follower:
         self._standing_by = False
         self._listener: Any = None
         self._delays: Iterator[float] | None = None  # set while failing
+        self._failures = 0  # consecutive failed rounds
+        self.last_error: Exception | None = None  # the current failure; None once recovered
 
     # --- stopping ----------------------------------------------------------------------
 
@@ -178,6 +195,8 @@ class Follower:
                 try:
                     if self._round():
                         return self.handled
+                except self.fatal:
+                    raise
                 except DATABASE_ERRORS as exc:
                     # Nothing was half-applied (a step is one transaction): drop the session,
                     # and the locks with it, and start again once the database is back.
@@ -194,7 +213,7 @@ class Follower:
         held = self._lead()
         if self.locks and not held:
             self._succeeded()
-            self._stop.wait(self.poll_interval)
+            self._pause(self.poll_interval)
             return False
         # LISTEN before reading, so that an append committed meanwhile still wakes us.
         self._listen()
@@ -212,12 +231,21 @@ class Follower:
         return False
 
     def _succeeded(self) -> None:
+        self._failures = 0
+        self.last_error = None
         if self._delays is not None:
             self._delays = None
             log.info("%s: working again", self.name)
             self.hooks.recovered()
 
     def _failed(self, error: Exception, started: int, *, database: bool) -> None:
+        self._failures += 1
+        self.last_error = error
+        if self.give_up_after is not None and self._failures >= self.give_up_after:
+            log.warning(
+                "%s: giving up after %d failed rounds: %r", self.name, self._failures, error
+            )
+            raise error
         if self._delays is None:
             self._delays = self.backoff.delays()
         retry_in = next(self._delays)
@@ -232,7 +260,7 @@ class Follower:
         with use_span(span, end_on_exit=True):
             log.warning("%s failed, retrying in %.1f s: %r", self.name, retry_in, error)
             self.hooks.failed(error, retry_in, database=database)
-        self._stop.wait(retry_in)
+        self._pause(retry_in)
 
     # --- leadership --------------------------------------------------------------------
 
@@ -276,10 +304,20 @@ class Follower:
             raise
         self._listener = listener
 
+    def _pause(self, seconds: float) -> None:
+        """Wait ``seconds``, or until a stop is asked.
+
+        In slices of 0.25 s: a signal the kernel delivers to another thread of the process
+        does not wake the main thread, whose Python handler (the stop) runs only once it wakes.
+        """
+        deadline = time.monotonic() + seconds
+        while not self.stopped and (remaining := deadline - time.monotonic()) > 0:
+            self._stop.wait(min(remaining, 0.25))
+
     def _wait(self) -> None:
         """Until an append is announced, the poll interval passes, or a stop is asked."""
         if self._listener is None:
-            self._stop.wait(self.poll_interval)
+            self._pause(self.poll_interval)
             return
         # Notifications are read in short slices so that a stop is seen within 0.25 s; one
         # missed while stepping only makes the next step find more.
@@ -311,3 +349,222 @@ class Follower:
                     cursor.execute("SELECT pg_advisory_unlock(%s)", [lock_key(name)])
             self._held.clear()
         self._close_listener()
+
+
+# --- dead letters ----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Failure:
+    """An event's failures so far (counted in memory: a restarted follower counts afresh)."""
+
+    event: es.RecordedEvent
+    error: str
+    attempts: int
+    first_failed_at: datetime
+    last_failed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Retried:
+    """What retrying the parked events did."""
+
+    resolved: int
+    still_parked: int
+
+
+def describe(event: es.RecordedEvent) -> str:
+    """``MoneyDeposited at position 7 (version 2 of <stream>)``: an event, for messages."""
+    return (
+        f"{event.event_type} at position {event.position} "
+        f"(version {event.version} of {event.stream_id})"
+    )
+
+
+def waits_for_text(position: int) -> str:
+    return f"waits for parked event at position {position}"
+
+
+class Parking:
+    """Counts the failures of one follower's events and parks those that keep failing.
+
+    Args:
+        follower: the follower's name (a projection, or ``relay:<stream>``).
+        attempts: tries before an event is parked; ``None``: never park, the caller raises.
+        on_park: called with each parked event's record once its transaction commits.
+    """
+
+    def __init__(
+        self,
+        follower: str,
+        *,
+        attempts: int | None = DEFAULT_ATTEMPTS,
+        on_park: Callable[[DeadLetter], None] | None = None,
+    ) -> None:
+        if attempts is not None and attempts < 1:
+            raise ValueError("attempts must be at least 1")
+        self.follower = follower
+        self.attempts = attempts
+        self.on_park = on_park
+        self._failures: dict[int, Failure] = {}
+
+    def blocked(self) -> dict[uuid.UUID, int]:
+        """The streams with a parked event: each with the position of its first one."""
+        first: dict[uuid.UUID, int] = {}
+        for stream_id, position in (
+            DeadLetter.objects.filter(follower=self.follower, resolved_at__isnull=True)
+            .order_by("position")
+            .values_list("stream_id", "position")
+        ):
+            first.setdefault(stream_id, position)
+        return first
+
+    def failed(self, event: es.RecordedEvent, error: str) -> Failure:
+        """Count one more failure of ``event``; return its failures so far."""
+        now = timezone.now()
+        failure = self._failures.get(event.position)
+        if failure is None:
+            failure = self._failures[event.position] = Failure(event, error, 0, now, now)
+        failure.attempts += 1
+        failure.error, failure.last_failed_at = error, now
+        return failure
+
+    def exhausted(self, failure: Failure) -> bool:
+        """Whether the event has failed as often as it may: park it."""
+        return self.attempts is not None and failure.attempts >= self.attempts
+
+    def park(self, failure: Failure) -> None:
+        """Park an event that kept failing (in the caller's transaction)."""
+        self._save(
+            failure.event,
+            error=failure.error,
+            waits_for=None,
+            attempts=failure.attempts,
+            first=failure.first_failed_at,
+            last=failure.last_failed_at,
+        )
+
+    def park_behind(self, event: es.RecordedEvent, position: int) -> None:
+        """Park an event of a stream whose event at ``position`` is parked."""
+        now = timezone.now()
+        self._save(
+            event,
+            error=waits_for_text(position),
+            waits_for=position,
+            attempts=0,
+            first=now,
+            last=now,
+        )
+
+    def _save(
+        self,
+        event: es.RecordedEvent,
+        *,
+        error: str,
+        waits_for: int | None,
+        attempts: int,
+        first: datetime,
+        last: datetime,
+    ) -> None:
+        # A row may be there already, resolved: a rebuild replays what was retried before.
+        letter, _ = DeadLetter.objects.update_or_create(
+            follower=self.follower,
+            position=event.position,
+            defaults={
+                "stream_id": event.stream_id,
+                "version": event.version,
+                "event_id": event.event_id,
+                "event_type": event.event_type,
+                "error": error,
+                "waits_for": waits_for,
+                "attempts": attempts,
+                "first_failed_at": first,
+                "last_failed_at": last,
+                "resolved_at": None,
+            },
+        )
+        self._failures.pop(event.position, None)
+        log.warning("%s: parked %s: %s", self.follower, describe(event), error)
+        if self.on_park is not None:
+            on_park = self.on_park
+            transaction.on_commit(lambda: on_park(letter))
+
+    def retry(
+        self,
+        apply: Callable[[es.RecordedEvent], None],
+        *,
+        transient: tuple[type[Exception], ...],
+        progress: Callable[[int], None] | None = None,
+    ) -> Retried:
+        """Apply the parked events again, in position order; mark those that apply resolved.
+
+        An event that fails again stays parked (its error and attempts updated), and so do
+        the later parked events of its stream. Passes repeat while they resolve something,
+        so that an event a running follower parked meanwhile behind a resolved one goes too.
+
+        Args:
+            apply: handles one event; raises when it cannot.
+            transient: errors that are not the event's fault (the database, the broker):
+                they propagate, and the event stays parked as it was.
+            progress: called with 1 for each parked event tried.
+        """
+        resolved = 0
+        while True:
+            this_pass = self._retry_pass(apply, transient=transient, progress=progress)
+            resolved += this_pass.resolved
+            if not this_pass.resolved or not this_pass.still_parked:
+                return Retried(resolved, this_pass.still_parked)
+
+    def _retry_pass(
+        self,
+        apply: Callable[[es.RecordedEvent], None],
+        *,
+        transient: tuple[type[Exception], ...],
+        progress: Callable[[int], None] | None,
+    ) -> Retried:
+        failed_streams: set[uuid.UUID] = set()
+        resolved = still = 0
+        letters = DeadLetter.objects.filter(
+            follower=self.follower, resolved_at__isnull=True
+        ).order_by("position")
+        for letter in letters:
+            if progress is not None:
+                progress(1)
+            if letter.stream_id in failed_streams:
+                still += 1
+                continue
+            (event,) = es.read_stream(
+                letter.stream_id, after_version=letter.version - 1, up_to_version=letter.version
+            )
+            try:
+                apply(event)
+            except transient:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the event's own failure: it stays parked
+                letter.attempts += 1
+                letter.error = error_text(exc)
+                letter.waits_for = None
+                letter.last_failed_at = timezone.now()
+                letter.save(update_fields=["attempts", "error", "waits_for", "last_failed_at"])
+                log.warning("%s: %s still fails: %s", self.follower, describe(event), letter.error)
+                failed_streams.add(letter.stream_id)
+                still += 1
+                continue
+            letter.resolved_at = timezone.now()
+            letter.save(update_fields=["resolved_at"])
+            resolved += 1
+        return Retried(resolved, still)
+
+
+def error_text(error: BaseException) -> str:
+    """An error as a dead letter records it: its type and its message."""
+    message = str(error) or getattr(error, "description", None) or ""
+    return f"{type(error).__name__}: {message}" if message else repr(error)
+
+
+def parked(follower: str | None = None, *, limit: int | None = None) -> list[DeadLetter]:
+    """The parked (unresolved) events, of one follower or of all, in position order."""
+    letters = DeadLetter.objects.filter(resolved_at__isnull=True)
+    if follower is not None:
+        letters = letters.filter(follower=follower)
+    return list(letters.order_by("follower", "position")[:limit])

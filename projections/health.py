@@ -1,5 +1,6 @@
 """Health of a running back-office: database reachable, migrations applied, read models
-current, and the store's integrity vouched for (immutability triggers in place, the last
+current, no event parked as a dead letter, every account stream readable by this release,
+and the store's integrity vouched for (immutability triggers in place, the last
 verification clean, a full one recent).
 
 Used by ``python manage.py healthcheck`` (details for the operator) and by ``/healthz``
@@ -16,7 +17,7 @@ from django.db.migrations.executor import MigrationExecutor
 
 import eventstore as es
 
-from .runner import RELAY_PREFIX, status
+from .runner import RELAY_PREFIX, parked_counts, status, unknown_streams
 
 _migrations_applied = False  # once true, it stays true for the life of the process
 
@@ -49,7 +50,14 @@ def check(*, max_lag_events: int | None = None, max_lag_seconds: float | None = 
             cursor.execute("SELECT 1")
             cursor.fetchone()
     except DatabaseError as exc:
-        health.checks.update(database=False, migrations=False, projections=False, integrity=False)
+        health.checks.update(
+            database=False,
+            migrations=False,
+            projections=False,
+            dead_letters=False,
+            readable=False,
+            integrity=False,
+        )
         health.details.append(f"database unreachable: {exc}".strip())
         connection.close()
         return health
@@ -64,13 +72,15 @@ def check(*, max_lag_events: int | None = None, max_lag_seconds: float | None = 
             )
     health.checks["migrations"] = _migrations_applied
     if not _migrations_applied:
-        health.checks["projections"] = False
-        health.checks["integrity"] = False
+        health.checks.update(
+            projections=False, dead_letters=False, readable=False, integrity=False
+        )
         return health
     lagging = []
     for row in status():
-        if row.name.startswith(RELAY_PREFIX) and (
-            not settings.NATS_URL or row.name != f"{RELAY_PREFIX}{settings.NATS_STREAM}"
+        if row.abandoned or (
+            row.name.startswith(RELAY_PREFIX)
+            and (not settings.NATS_URL or row.name != f"{RELAY_PREFIX}{settings.NATS_STREAM}")
         ):
             continue  # only the relay configured here (NATS_URL, NATS_STREAM) is checked
         if row.lag_events > max_lag_events or row.lag_seconds > max_lag_seconds:
@@ -80,7 +90,40 @@ def check(*, max_lag_events: int | None = None, max_lag_seconds: float | None = 
     health.checks["projections"] = not lagging
     if lagging:
         health.details.append("; ".join(lagging) + " (is run_projections / relay_events running?)")
+    _check_dead_letters(health)
+    _check_readable(health)
     integrity = es.integrity_problems(settings.HEALTH_MAX_VERIFY_AGE_HOURS)
     health.checks["integrity"] = not integrity
     health.details.extend(integrity)
     return health
+
+
+def _check_dead_letters(health: Health) -> None:
+    """Unhealthy while any follower has parked an event (it is missing downstream)."""
+    counts = parked_counts()
+    health.checks["dead_letters"] = not counts
+    if counts:
+        health.details.append(
+            "parked events: "
+            + ", ".join(f"{name} {n}" for name, n in sorted(counts.items()))
+            + " (projection_status lists them and why; fix the cause, then run "
+            "run_projections --retry-parked, or relay_events --retry-parked for relay:*; "
+            "projection_status --forget NAME for an abandoned follower)"
+        )
+
+
+def _check_readable(health: Health) -> None:
+    """Unhealthy while an account stream holds an event this release cannot decode."""
+    streams = unknown_streams()
+    health.checks["readable"] = not streams
+    if streams:
+        shown = [
+            f"{stream_id} ({', '.join(sorted({e.event_type for e in events}))} from version "
+            f"{events[0].version})"
+            for stream_id, events in list(streams.items())[:5]
+        ]
+        health.details.append(
+            f"{len(streams)} account stream(s) hold events of a type this release does not "
+            f"know: {'; '.join(shown)}{' ...' if len(streams) > 5 else ''} (they cannot be "
+            "loaded; the read models skip those events): run the release that wrote them"
+        )

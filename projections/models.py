@@ -66,6 +66,8 @@ class TransactionHistory(models.Model):
     account_id = models.UUIDField()
     version = models.PositiveIntegerField()
     kind = models.CharField(max_length=20, choices=KINDS)
+    # The balance's change: negative for money out (withdrawal, transfer_out), so that
+    # balance_after_cents is the previous row's plus this one (migration 0003 signed it).
     amount_cents = models.BigIntegerField()
     balance_after_cents = models.BigIntegerField()
     description = models.CharField(max_length=500, blank=True)
@@ -88,3 +90,64 @@ class TransactionHistory(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_id} v{self.version} {self.kind} {self.amount_cents}"
+
+
+class DeadLetter(models.Model):
+    """An event a follower parked after it kept failing, so that the events after it go on.
+
+    ``waits_for`` is set on an event that did not fail itself but follows a parked event of
+    the same stream (its position): applying it first would skip a version. Retrying the
+    parked events (``--retry-parked``) applies them in position order and sets
+    ``resolved_at``; the rows are kept for the record.
+    """
+
+    follower = models.CharField(max_length=100)
+    position = models.BigIntegerField()
+    stream_id = models.UUIDField()
+    version = models.PositiveIntegerField()
+    event_id = models.UUIDField()
+    event_type = models.CharField(max_length=200)
+    error = models.TextField()
+    waits_for = models.BigIntegerField(null=True, blank=True)
+    attempts = models.PositiveIntegerField()
+    first_failed_at = models.DateTimeField()
+    last_failed_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "projection_dead_letters"
+        ordering = ["follower", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["follower", "position"], name="dead_letter_position")
+        ]
+        indexes = [
+            models.Index(
+                fields=["follower", "stream_id"],
+                condition=models.Q(resolved_at__isnull=True),
+                name="dead_letters_parked",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.follower} parked {self.event_type} at {self.position}"
+
+
+class UnknownEvent(models.Model):
+    """An event of a type this release cannot decode, seen (and skipped) by the projections.
+
+    The stream it belongs to cannot be loaded by this release either; the health check
+    reports it until a release that knows the type runs.
+    """
+
+    position = models.BigIntegerField(primary_key=True)
+    stream_id = models.UUIDField()
+    version = models.PositiveIntegerField()
+    event_type = models.CharField(max_length=200)
+    seen_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "projection_unknown_events"
+        ordering = ["position"]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} at {self.position}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import json
 import os
 import random
@@ -23,17 +24,17 @@ import time
 import uuid
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 import eventstore as es
 from bank.domain import DomainError
 from bank.services import Actor
 from bank.services import accounts as svc
 from projections import runner
-from projections.models import Checkpoint
+from projections.models import Checkpoint, DeadLetter
 from projections.relay import BusConfig, Relay
 from tests.projections.helpers import bulk_store, wait_until
-from tests.support import database_url, manage_env, require, run_threads, start_manage
+from tests.support import database_url, manage_env, now, require, run_threads, start_manage
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -408,3 +409,207 @@ def test_the_relay_waits_for_an_absent_broker_and_resumes_without_loss(nats_serv
     assert relay.returncode == 0, err
     assert "failed" in err and "nothing is lost" in err
     assert "stopped cleanly" in out
+
+
+# --- dead letters and refusals ---------------------------------------------------------------
+
+
+def _use(settings, config: BusConfig) -> None:
+    settings.NATS_URL, settings.NATS_STREAM = config.url, config.stream
+    settings.NATS_SUBJECTS, settings.NATS_SUBJECT_PREFIX = config.subjects, config.subject_prefix
+    settings.NATS_DUPLICATE_WINDOW_SECONDS = int(config.duplicate_window)
+
+
+def _parked(config: BusConfig) -> list[DeadLetter]:
+    return list(DeadLetter.objects.filter(follower=config.checkpoint_name).order_by("position"))
+
+
+async def _last_message(config: BusConfig, subject: str) -> tuple[int, str]:
+    """The stream sequence and message id of the last message on ``subject``."""
+    import nats
+
+    nc = await nats.connect(config.url, connect_timeout=2, allow_reconnect=False)
+    try:
+        msg = await nc.jetstream().get_last_msg(config.stream, subject)
+        return msg.seq, msg.headers["Nats-Msg-Id"]
+    finally:
+        await nc.close()
+
+
+def _append_audit_note() -> es.RecordedEvent:
+    """An event of a stream type the relay publishes outside the test stream's subjects."""
+    stream_id = uuid.uuid4()
+    es.append(
+        stream_id,
+        [es.NewEvent(event_type="Noted", data={"note": "poison"}, occurred_at=now())],
+        stream_type="audit",
+        expected_version=0,
+    )
+    (event,) = es.read_stream(stream_id)
+    return event
+
+
+def test_a_poisoned_event_among_10000_is_parked_the_rest_published_and_it_goes_after_the_fix(
+    bus, settings, capsys
+):
+    config = dataclasses.replace(bus, subjects=[f"{bus.subject_prefix}bank.>"])
+    _use(settings, config)
+    bulk_store(accounts=5, deposits_each=999)
+    poison = _append_audit_note()
+    bulk_store(accounts=4, deposits_each=999)
+    bulk_store(accounts=1, deposits_each=998)
+    assert es.count_after(0) == 10_000
+
+    with pytest.raises(CommandError, match=r"published 10000 events .* 1 event\(s\) are parked"):
+        call_command("relay_events", "--once", "--attempts", "3", "--max-backoff", "0.01")
+    err = capsys.readouterr().err
+    assert err.count("then it is parked); retrying in") == 2
+    assert f"parked Noted at position {poison.position}" in err
+    assert _relay_checkpoint(config) == es.head_position()
+    messages = _stream_messages(config)
+    assert len(messages) == 9_999
+    assert [m["body"]["position"] for m in messages] == [
+        e.position for e in _all_events() if e.position != poison.position
+    ]
+    (letter,) = _parked(config)
+    assert (letter.position, letter.event_id, letter.attempts) == (
+        poison.position,
+        poison.event_id,
+        3,
+    )
+    assert f"subject {bus.subject_prefix}audit.Noted is not among stream" in letter.error
+
+    settings.NATS_SUBJECTS = [f"{bus.subject_prefix}bank.>", f"{bus.subject_prefix}audit.>"]
+    call_command("relay_events", "--retry-parked", verbosity=0)
+    assert f"{config.checkpoint_name}: 1 parked event(s) published" in capsys.readouterr().out
+    (letter,) = _parked(config)
+    assert letter.resolved_at is not None
+    assert _stream_count(config) == 10_000
+    sequence, msg_id = asyncio.run(_last_message(config, f"{bus.subject_prefix}audit.Noted"))
+    assert (sequence, msg_id) == (10_000, str(poison.event_id))  # published last, after the fix
+    call_command("relay_events", "--once")  # nothing parked any more: exits 0
+
+
+def test_an_event_the_broker_refuses_holds_back_the_later_events_of_its_stream(bus):
+    prefix = bus.subject_prefix
+    config = dataclasses.replace(bus, subjects=[f"{prefix}bank.>", f"{prefix}audit.>"])
+    stream_id = uuid.uuid4()
+    es.append(
+        stream_id,
+        [
+            es.NewEvent(event_type="Odd Type", data={}, occurred_at=now()),  # no valid subject
+            es.NewEvent(event_type="Noted", data={}, occurred_at=now()),
+        ],
+        stream_type="audit",
+        expected_version=0,
+    )
+    account = svc.open_account(holder_name="Free", actor=ACTOR)
+    relay = Relay(config, attempts=1)
+    try:
+        assert relay.run_once() == 3
+    finally:
+        relay.shutdown()
+    odd, noted = es.read_stream(stream_id)
+    assert [(p.position, p.waits_for) for p in _parked(config)] == [
+        (odd.position, None),
+        (noted.position, odd.position),
+    ]
+    assert "is not a valid NATS subject" in _parked(config)[0].error
+    assert [m["body"]["stream_id"] for m in _stream_messages(config)] == [str(account.id)]
+
+
+def test_a_relay_whose_subjects_miss_its_own_exits_non_zero_naming_them(bus, settings):
+    _use(settings, dataclasses.replace(bus, subjects=[f"{bus.subject_prefix}bank.other.>"]))
+    svc.open_account(holder_name="Mismatch", actor=ACTOR)
+    with pytest.raises(
+        CommandError,
+        match=rf"do not cover \d+ subject\(s\) .*: {bus.subject_prefix}bank\.account\.\w+",
+    ):
+        call_command("relay_events")  # not --once: a misconfiguration is not waited out
+    assert _stream_count(bus) == 0 and _relay_checkpoint(bus) == 0
+
+
+async def _add_stream(url: str, name: str, subjects: list[str]) -> None:
+    import nats
+    from nats.js.api import StreamConfig
+
+    nc = await nats.connect(url, connect_timeout=2, allow_reconnect=False)
+    try:
+        await nc.jetstream().add_stream(StreamConfig(name=name, subjects=subjects))
+    finally:
+        await nc.close()
+
+
+@pytest.fixture
+def other_stream(bus):
+    """A stream of someone else's that holds the bank subjects of ``bus``'s prefix."""
+    other = dataclasses.replace(bus, stream=f"{bus.stream}_OTHER")
+    asyncio.run(_add_stream(bus.url, other.stream, [f"{bus.subject_prefix}bank.>"]))
+    yield other
+    asyncio.run(_delete_stream(other))
+
+
+def test_a_stream_the_server_refuses_is_named_with_the_reason_and_the_other_stream(
+    bus, other_stream, settings
+):
+    _use(settings, bus)
+    svc.open_account(holder_name="Overlap", actor=ACTOR)
+    with pytest.raises(CommandError) as refused:
+        call_command("relay_events")
+    message = str(refused.value)
+    assert f"NATS refused to create stream {bus.stream}" in message
+    assert "subjects overlap with an existing stream" in message
+    assert f"it overlaps stream {other_stream.stream} ({bus.subject_prefix}bank.>)" in message
+    assert _relay_checkpoint(bus) == 0
+
+
+def test_relay_events_once_gives_up_on_an_absent_broker_and_exits_non_zero(settings):
+    _use(settings, _config(f"nats://127.0.0.1:{_free_port()}"))
+    svc.open_account(holder_name="Nobody listens", actor=ACTOR)
+    with pytest.raises(CommandError, match=r"gave up after 2 failed rounds, having published 0"):
+        call_command("relay_events", "--once", "--attempts", "2", "--max-backoff", "0.01")
+
+
+@pytest.mark.postgres
+def test_the_relay_exits_non_zero_naming_a_refused_stream_and_a_subject_mismatch(
+    bus, other_stream
+):
+    svc.open_account(holder_name="Exit codes", actor=ACTOR)
+    overlapping = _relay_process(bus)
+    out, err = overlapping.communicate(timeout=60)
+    assert overlapping.returncode != 0
+    assert f"overlaps stream {other_stream.stream}" in err and "stopped cleanly" not in out
+    mismatched = _relay_process(
+        dataclasses.replace(bus, subjects=[f"{bus.subject_prefix}nothing.>"]), "--once"
+    )
+    out, err = mismatched.communicate(timeout=60)
+    assert mismatched.returncode != 0
+    assert f"{bus.subject_prefix}bank.account.AccountOpened" in err
+
+
+@pytest.mark.postgres
+def test_a_relay_stopped_before_it_could_publish_says_so_and_exits_non_zero():
+    config = _config(f"nats://127.0.0.1:{_free_port()}")
+    svc.open_account(holder_name="Never published", actor=ACTOR)
+    relay = _relay_process(config, "--max-backoff", "0.2")
+    failing = threading.Event()
+    lines: list[str] = []
+
+    def read_errors():
+        for line in relay.stderr:
+            lines.append(line)
+            if "nothing is lost, retrying" in line:
+                failing.set()
+
+    reader = threading.Thread(target=read_errors, daemon=True)
+    reader.start()
+    try:
+        assert failing.wait(60), "the relay never reported its failure"
+    finally:
+        relay.send_signal(signal.SIGTERM)
+        out = relay.stdout.read()
+        relay.wait(30)
+        reader.join(30)
+    assert relay.returncode != 0
+    assert "stopped before it could publish" in "".join(lines)
+    assert "stopped cleanly" not in out

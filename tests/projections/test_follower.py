@@ -208,6 +208,43 @@ def test_a_failing_step_is_retried_with_growing_waits_then_recovers(spans):
         assert event.attributes["exception.message"] == f"failure {number}"
 
 
+def test_a_fatal_error_ends_the_loop_even_where_errors_are_retried():
+    calls = []
+
+    def step(held):
+        calls.append(held)
+        raise Broken("the server refused the configuration")
+
+    follower = Follower(step, name="fatal", channel=None, retry_on=(Exception,), fatal=(Broken,))
+    with pytest.raises(Broken, match="refused the configuration"):
+        follower.run()
+    assert len(calls) == 1
+
+
+def test_a_follower_told_to_give_up_raises_the_last_error_after_that_many_failed_rounds():
+    calls = []
+
+    def step(held):
+        calls.append(held)
+        raise Broken(f"failure {len(calls)}")
+
+    hooks = Recorder()
+    follower = Follower(
+        step,
+        name="giving up",
+        channel=None,
+        backoff=Backoff(first=0.01),
+        retry_on=(Broken,),
+        give_up_after=3,
+        once=True,
+        hooks=hooks,
+    )
+    with pytest.raises(Broken, match="failure 3"):
+        follower.run()
+    assert len(calls) == 3 and len(hooks.failures) == 2  # no wait after the last
+    assert str(follower.last_error) == "failure 3"
+
+
 def test_a_database_error_drops_the_connection_and_the_round_starts_again():
     calls = []
 

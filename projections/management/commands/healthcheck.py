@@ -12,7 +12,8 @@ from projections.health import check
 class Command(BaseCommand):
     help = (
         "Check that the database is reachable, every migration is applied, the read models "
-        "(and the event bus relay, when NATS_URL is set) are within the lag thresholds, the "
+        "(and the event bus relay, when NATS_URL is set) are within the lag thresholds, no "
+        "event is parked as a dead letter, every account stream is readable by this release, the "
         "immutability triggers are in place and enabled, the last verify_events run found "
         "nothing wrong and a full one ran within HEALTH_MAX_VERIFY_AGE_HOURS."
     )
