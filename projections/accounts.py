@@ -187,7 +187,7 @@ class HistoryProjection(Projection):
                     event.stream_id,
                     event.version,
                     kind,
-                    abs(delta),
+                    delta,  # signed, as the admin and its CSV show it: money out is negative
                     after,
                     getattr(change, "description", ""),
                     counterparty,

@@ -690,7 +690,10 @@ class AccountEventsApi(ApiView):
 class TransactionOutput(serializers.Serializer):
     version = serializers.IntegerField()
     kind = serializers.CharField()
-    amount_cents = serializers.IntegerField()
+    amount_cents = serializers.IntegerField(
+        help_text="the balance's change in minor units: negative for money out "
+        "(withdrawal, transfer_out), so balance_after_cents is the previous row's plus it"
+    )
     balance_after_cents = serializers.IntegerField()
     description = serializers.CharField()
     counterparty = serializers.UUIDField(allow_null=True)

@@ -481,8 +481,13 @@ def test_transactions_come_from_the_history_read_model(teller, open_account):
     rows = teller.get(f"/api/accounts/{account['id']}/transactions/").json()["results"]
     assert [(r["kind"], r["amount_cents"], r["balance_after_cents"]) for r in rows] == [
         ("opening", 100, 100),
-        ("withdrawal", 40, 60),
+        ("withdrawal", -40, 60),
     ]
+    # Signed as the admin and its CSV show it: each row's balance is the last one's plus it.
+    assert all(
+        later["balance_after_cents"] == earlier["balance_after_cents"] + later["amount_cents"]
+        for earlier, later in zip(rows, rows[1:], strict=False)
+    )
     assert rows[1]["description"] == "atm" and rows[1]["actor"] == "teller"
 
 

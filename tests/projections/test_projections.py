@@ -43,7 +43,7 @@ def test_balances_and_history_follow_commands():
     assert [(h.kind, h.amount_cents, h.balance_after_cents) for h in history] == [
         ("opening", 1000, 1000),
         ("deposit", 500, 1500),
-        ("transfer_out", 300, 1200),
+        ("transfer_out", -300, 1200),
     ]
     assert history[2].counterparty == b.id and history[2].transfer_id == result.transfer_id
     assert history[1].actor == "teller" and history[1].description == "pay"
