@@ -483,7 +483,10 @@ class Parking:
                 "resolved_at": None,
             },
         )
-        self._failures.pop(event.position, None)
+        # Forgotten only once the park commits: a round that rolls back (another event of
+        # the batch still had tries left) keeps the count, so the event is parked again at
+        # once in the next round, and two events failing in turn cannot stall the follower.
+        transaction.on_commit(lambda: self._failures.pop(event.position, None))
         log.warning("%s: parked %s: %s", self.follower, describe(event), error)
         if self.on_park is not None:
             on_park = self.on_park

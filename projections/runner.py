@@ -21,7 +21,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import (
+    InterfaceError,
+    InternalError,
+    NotSupportedError,
+    OperationalError,
+    ProgrammingError,
+    connection,
+    transaction,
+)
 from django.db.models import Count
 from django.utils import timezone
 
@@ -53,6 +61,12 @@ PROJECTIONS: dict[str, Projection] = {
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     OperationalError,
     InterfaceError,
+    # A schema that is not the code's (followers restarted on a release whose migrations
+    # have not run yet, a prepared plan made stale by a migration), an aborted transaction:
+    # every event would fail alike, so none is parked for it; the round is retried.
+    ProgrammingError,
+    NotSupportedError,
+    InternalError,
     es.StoreUnavailableError,
 )
 """Errors that are the database's, not an event's: never counted against an event."""
@@ -167,13 +181,20 @@ def run_batch_group(
 def _apply(
     projection: Projection, events: list[es.RecordedEvent], parking: Parking, *, after: int
 ) -> None:
-    """Apply a batch, parking the events of blocked streams, and isolating what fails."""
-    held = parking.blocked()
+    """Apply a batch, parking the events of blocked streams, and isolating what fails.
+
+    Without parking (``parking.attempts`` None: a plain catch-up, a rebuild's replay) the
+    dead letters are not honoured either: every event is applied in order, and one that
+    fails raises. A rebuild aside thereby replays the parked events into its shadows (and
+    fails, leaving the live read models alone, if one still fails); only a follower holds
+    a stream's events back behind its parked one.
+    """
+    held = parking.blocked() if parking.attempts is not None else {}
     ready = events
     if held:
         ready = []
         for event in events:
-            if event.stream_id in held:
+            if event.stream_id in held and event.position > held[event.stream_id]:
                 parking.park_behind(event, held[event.stream_id])
             else:
                 ready.append(event)

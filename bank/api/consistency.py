@@ -14,7 +14,10 @@ to ``READ_YOUR_WRITES_TIMEOUT_MS``, then give up with 503 ``projection_lagging``
 The checkpoint is read before the rows: a batch's rows and its checkpoint commit together,
 so the rows answered are at least as new as the position announced (newer, if a batch
 committed in between). Checkpoints only ever sit between whole appends, so a checkpoint at
-or past a command's position means every event of that command is in the read model.
+or past a command's position means every event of that command is in the read model,
+unless the projection parked an event up to that position as a dead letter: then the
+answer is 503 ``projection_lagging`` at once, naming the parked event (waiting would not
+help; an operator's ``--retry-parked`` does).
 
 A ``min_position`` beyond the store's head is a 400 (``min_position_beyond_head``), not a
 wait: positions are handed out only by commits, so a committed command's position is never
@@ -38,7 +41,7 @@ from rest_framework.exceptions import ValidationError
 import eventstore as es
 from bank import selectors
 from projections.accounts import BalanceProjection, HistoryProjection
-from projections.models import Checkpoint
+from projections.models import Checkpoint, DeadLetter
 
 EVENT_POSITION = "X-Event-Position"
 PROJECTION_POSITION = "X-Projection-Position"
@@ -71,6 +74,12 @@ LAGGING_MESSAGE = (
     "projection {projection} reached position {reached}, not {wanted}, within {timeout_ms} ms; "
     "retry after {retry_after} s"
 )
+PARKED_MESSAGE = (
+    "projection {projection} passed position {wanted} but parked the event at position "
+    "{parked} as a dead letter: the read model does not show it until an operator fixes the "
+    "cause and runs run_projections --retry-parked; read the account itself "
+    "(GET /api/accounts/{{id}}/, from its events) meanwhile"
+)
 BEYOND_HEAD_MESSAGE = (
     "min_position {wanted} is beyond the event store's head {head}: no command of this "
     "server answered it; send the X-Event-Position of a command answered here"
@@ -90,19 +99,28 @@ class ProjectionLagging(Exception):
     code = PROJECTION_LAGGING
 
     def __init__(
-        self, projection: str, *, reached: int, wanted: int, timeout_ms: int, retry_after: int
+        self,
+        projection: str,
+        *,
+        reached: int,
+        wanted: int,
+        timeout_ms: int,
+        retry_after: int,
+        parked: int | None = None,
     ) -> None:
         self.projection = projection
         self.reached = reached
         self.wanted = wanted
         self.retry_after = retry_after
+        message = PARKED_MESSAGE if parked is not None else LAGGING_MESSAGE
         super().__init__(
-            LAGGING_MESSAGE.format(
+            message.format(
                 projection=projection,
                 reached=reached,
                 wanted=wanted,
                 timeout_ms=timeout_ms,
                 retry_after=retry_after,
+                parked=parked,
             )
         )
 
@@ -198,8 +216,10 @@ def reached(projection: str, asked: tuple[str, int] | None) -> int:
         ProjectionLagging: not reached within ``READ_YOUR_WRITES_TIMEOUT_MS`` (503).
     """
     position = projection_position(projection)
-    if asked is None or position >= asked[1]:
+    if asked is None:
         return position
+    if position >= asked[1]:
+        return _not_parked(projection, position, asked[1])
     source, wanted = asked
     head = es.head_position()
     if wanted > head:
@@ -217,13 +237,43 @@ def reached(projection: str, asked: tuple[str, int] | None) -> int:
         pause = min(pause * 2, _LONGEST_POLL)
         position = projection_position(projection)
         if position >= wanted:
-            return position
+            return _not_parked(projection, position, wanted)
     raise ProjectionLagging(
         projection,
         reached=position,
         wanted=wanted,
         timeout_ms=timeout_ms,
         retry_after=retry_after(first, position, wanted, time.monotonic() - started),
+    )
+
+
+def _not_parked(projection: str, position: int, wanted: int) -> int:
+    """``position``, unless the projection parked an event at or before ``wanted``.
+
+    A follower moves its checkpoint past the events it parks (dead letters), so a checkpoint
+    at ``wanted`` does not by itself mean that every event up to it is in the read model.
+    Waiting would not help (only an operator's retry does): 503 at once.
+
+    Raises:
+        ProjectionLagging: an unresolved dead letter at or before ``wanted``.
+    """
+    parked = (
+        DeadLetter.objects.filter(
+            follower=projection, resolved_at__isnull=True, position__lte=wanted
+        )
+        .order_by("position")
+        .values_list("position", flat=True)
+        .first()
+    )
+    if parked is None:
+        return position
+    raise ProjectionLagging(
+        projection,
+        reached=position,
+        wanted=wanted,
+        timeout_ms=0,
+        retry_after=_LONGEST_RETRY_AFTER,
+        parked=parked,
     )
 
 

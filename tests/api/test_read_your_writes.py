@@ -567,3 +567,36 @@ def test_a_replay_whose_position_cannot_be_read_still_answers_200(
     assert answer.status_code == 200 and answer["Idempotency-Replayed"] == "true"
     assert answer.json()["balance_cents"] == 15
     assert "X-Event-Position" not in answer
+
+
+def test_a_write_parked_as_a_dead_letter_is_503_at_once_not_a_stale_200(teller, open_account):
+    """The follower moves its checkpoint past an event it parks: a checkpoint at the
+    position is then no proof that the write is in the read model."""
+    from projections.follower import Parking
+
+    account = open_account(10)
+    runner.catch_up()
+    wanted = position_of(
+        post(teller, f"/api/accounts/{account['id']}/deposit/", {"amount_cents": 5})
+    )
+    (deposit,) = es.read_stream(uuid.UUID(account["id"]), after_version=1, up_to_version=2)
+    assert deposit.position == wanted
+    parking = Parking("balances", attempts=1)  # as the follower leaves it: parked, passed
+    parking.park(parking.failed(deposit, "ValueError: cannot apply"))
+    Checkpoint.objects.filter(name="balances").update(position=es.head_position())
+    started = time.monotonic()
+    with override_settings(READ_YOUR_WRITES_TIMEOUT_MS=30_000):
+        answer = read_list(teller, account["holder_name"], wanted)
+    assert time.monotonic() - started < 20  # answered at once, not after the timeout
+    assert_problem(answer, 503, "projection_lagging")
+    body = answer.json()
+    assert f"parked the event at position {wanted}" in body["detail"]
+    assert "--retry-parked" in body["detail"]
+    assert body["projection"] == "balances" and body["min_position"] == wanted
+    assert answer["Retry-After"] == "60"
+    # Before the parked event, and without min_position, the read model answers.
+    assert read_list(teller, account["holder_name"], wanted - 1).status_code == 200
+    assert read_list(teller, account["holder_name"]).status_code == 200
+    runner.retry_parked(["balances"])  # the fix: the write shows
+    shown = read_list(teller, account["holder_name"], wanted)
+    assert shown.status_code == 200 and shown.json()["results"][0]["balance_cents"] == 15

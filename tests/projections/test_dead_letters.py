@@ -248,3 +248,49 @@ def test_an_abandoned_projection_checkpoint_is_listed_as_such():
     (row,) = [r for r in runner.status() if r.name == "renamed_long_ago"]
     assert row.abandoned
     assert AccountBalance.objects.count() == 0
+
+
+def test_two_events_failing_in_turn_are_both_parked_and_the_follower_goes_on(projection):
+    """A park undone by a round that rolls back (another event still had tries left) is
+    redone at once in the next round: the failure count survives the roll back."""
+    first = _open_alone()
+    projection.poison.add(es.head_position())
+    parking = {NAME: Parking(NAME, attempts=3)}
+
+    def round_() -> str | None:
+        try:
+            runner.run_batch_group([projection], parking=parking)
+        except runner.ProjectionError as exc:
+            return str(exc)
+        return None
+
+    assert "attempt 1 of 3" in round_()
+    second = _open_alone()  # another stream, failing too, one round behind the first
+    projection.poison.add(es.head_position())
+    assert "attempt 2 of 3" in round_()
+    assert "attempt 2 of 3" in round_()  # the first is parked, but this round rolls back
+    assert _parked() == []
+    assert round_() is None  # both parked in one round, which commits
+    assert [(p.stream_id, p.resolved_at) for p in _parked()] == [(first, None), (second, None)]
+    assert _checkpoint() == es.head_position()
+
+
+def test_a_rebuild_aside_replays_the_parked_events_and_resolves_them():
+    """The shadows are built from every event: a parked one is applied there (the cause is
+    fixed by then), never held back behind itself, and the swap resolves its letter."""
+    bulk_store(accounts=3, deposits_each=4)
+    runner.catch_up()
+    poisoned = _open_alone()
+    svc.deposit(account_id=poisoned, amount_cents=5, actor=ACTOR)
+    (opening,) = es.read_stream(poisoned, after_version=0, up_to_version=1)
+    # As a follower leaves it: the opening parked, the deposit behind it, both passed over.
+    parking = Parking("balances", attempts=1)
+    parking.park(parking.failed(opening, "ValueError: fixed since"))
+    (deposit,) = es.read_stream(poisoned, after_version=1, up_to_version=2)
+    parking.park_behind(deposit, opening.position)
+    Checkpoint.objects.filter(name="balances").update(position=es.head_position())
+    assert not AccountBalance.objects.filter(pk=poisoned).exists()
+    call_command("rebuild_projections", "balances", verbosity=0)
+    assert read_model_balances() == expected_balances()
+    assert AccountBalance.objects.get(pk=poisoned).balance_cents == 5
+    assert not DeadLetter.objects.filter(follower="balances", resolved_at__isnull=True).exists()
