@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.conf import settings
 from django.db import (
     InterfaceError,
     InternalError,
@@ -419,13 +420,19 @@ def forget(name: str) -> int:
     For a relay of a stream no longer used, or a projection that no longer exists.
 
     Raises:
-        ProjectionError: ``name`` is a projection of this release, has no checkpoint, or
-            a follower of it is running.
+        ProjectionError: ``name`` is a projection of this release or the relay of the
+            configured stream (``NATS_STREAM``), has no checkpoint, or a follower of it is
+            running.
     """
     if name in PROJECTIONS:
         raise ProjectionError(
             f"{name} is a projection of this release, not an abandoned one; to start it "
             f"over, run rebuild_projections {name}"
+        )
+    if name == f"{RELAY_PREFIX}{settings.NATS_STREAM}":
+        raise ProjectionError(
+            f"{name} is the relay of the configured stream (NATS_STREAM), not an abandoned "
+            "one: forgetting it would make relay_events publish the whole store again"
         )
     with transaction.atomic():
         checkpoint = Checkpoint.objects.select_for_update().filter(name=name).first()

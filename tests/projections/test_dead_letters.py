@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 
 import eventstore as es
@@ -241,6 +242,11 @@ def test_forget_removes_an_abandoned_checkpoint_and_its_dead_letters(capsys):
     with pytest.raises(CommandError, match="balances is a projection of this release"):
         call_command("projection_status", "--forget", "balances")
     assert Checkpoint.objects.filter(name="balances").exists()
+    current = f"relay:{settings.NATS_STREAM}"  # stopped, but still the configured stream's
+    Checkpoint.objects.create(name=current, position=1)
+    with pytest.raises(CommandError, match="relay of the configured stream"):
+        call_command("projection_status", "--forget", current)
+    assert Checkpoint.objects.filter(name=current).exists()
 
 
 def test_an_abandoned_projection_checkpoint_is_listed_as_such():
