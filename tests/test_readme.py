@@ -12,7 +12,6 @@ when NATS answers (``require``: CI starts it).
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import socket
@@ -125,14 +124,11 @@ def test_every_make_manage_command_in_the_readme_runs_on_a_fresh_database(clone)
     for command in RUN_SETUP:
         result = run(command, clone, env)
         assert result.returncode == 0, f"{command}:\n{result.stdout}\n{result.stderr}"
+    unrun: list[str] = []
     for command in readme_commands(README.read_text(encoding="utf-8")):
         nats = re.match(r"NATS_URL=(\S+)", command)
         if nats and not nats_answers(nats.group(1)):
-            require(
-                os.environ.get("CI") != "true",
-                f"NATS at {nats.group(1)} for `{command}`",
-                ".ci/run starts it",
-            )
+            unrun.append(command)  # reported after the others ran: a skip, or in CI a failure
             continue
         result = run(bounded(command), clone, env)
         if result.returncode != 0:
@@ -142,3 +138,4 @@ def test_every_make_manage_command_in_the_readme_runs_on_a_fresh_database(clone)
             )
     assert not failures, "README commands that failed:\n\n" + "\n\n".join(failures)
     assert (clone / "evidence.json").exists() and (clone / "digest.json").exists()
+    require(not unrun, f"NATS for {', '.join(f'`{c}`' for c in unrun)}", ".ci/run starts it")

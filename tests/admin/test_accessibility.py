@@ -9,17 +9,17 @@ strict Content-Security-Policy does not govern (the pages themselves run no inli
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import Group, User
 
 import eventstore as es
 from bank.services import Actor
 from bank.services import accounts as svc
 from projections import runner
-from tests.support import ROOT, chromium, ensure_roles, require
+from tests.admin.browsing import grace_hopper, log_in, make_staff, navigate
+from tests.support import ROOT, chromium, require
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -40,54 +40,12 @@ def axe_source() -> str:
     return Path(AXE).read_text(encoding="utf-8")
 
 
-def make_staff(name, *groups):
-    ensure_roles()
-    user = User.objects.create_user(name, password="s3cret-pass", is_staff=True)
-    for group in groups:
-        user.groups.add(Group.objects.get(name=group))
-    return user
-
-
-def navigate(browser, action):
-    """Run ``action`` (a click, a submit, a key) and wait until the next page is loaded."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    old_page = browser.find_element(By.TAG_NAME, "html")
-    action()
-    wait = WebDriverWait(browser, 15)
-    wait.until(expected_conditions.staleness_of(old_page))
-    wait.until(lambda driver: driver.execute_script("return document.readyState") == "complete")
-
-
-def log_in(browser, live_server, name):
-    from selenium.webdriver.common.by import By
-
-    browser.get(f"{live_server.url}/admin/login/")
-    browser.find_element(By.NAME, "username").send_keys(name)
-    browser.find_element(By.NAME, "password").send_keys("s3cret-pass")
-    navigate(browser, browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click)
-    assert browser.find_elements(By.ID, "logout-form"), f"logging in as {name} failed"
-
-
 @pytest.fixture
 def history():
     """Grace Hopper's account: opened, two deposits, a transfer to Someone Else."""
-    start = datetime.now(UTC) - timedelta(days=3)
-    system = Actor.system("seed")
-    other = svc.open_account(holder_name="Someone Else", actor=system)
-    account = svc.open_account(
-        holder_name="Grace Hopper", initial_balance_cents=10_000, actor=system, clock=lambda: start
+    account, other = grace_hopper(
+        lambda day: f"a rather long description of deposit number {day} for the timeline"
     )
-    for day, amount in ((1, 2_500), (2, 700)):
-        svc.deposit(
-            account_id=account.id,
-            amount_cents=amount,
-            description=f"a rather long description of deposit number {day} for the timeline",
-            actor=system,
-            clock=lambda d=day: start + timedelta(days=d),
-        )
     svc.transfer(
         from_account=account.id,
         to_account=other.id,

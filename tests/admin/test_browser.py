@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import Group, User
 from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
@@ -16,7 +15,8 @@ import eventstore as es
 from bank.services import Actor
 from bank.services import accounts as svc
 from projections import runner
-from tests.support import chromium, ensure_roles, triggers_disabled
+from tests.admin.browsing import grace_hopper, log_in, make_staff, navigate
+from tests.support import chromium, triggers_disabled
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,59 +31,9 @@ def browser():
         yield driver
 
 
-def make_staff(name, group):
-    ensure_roles()
-    user = User.objects.create_user(name, password="s3cret-pass", is_staff=True)
-    user.groups.add(Group.objects.get(name=group))
-    return user
-
-
-def navigate(browser, action):
-    """Run ``action`` (a click or submit that loads a page) and wait until the new page is in.
-
-    Selenium returns from ``click()`` before the browser has replaced the page, so reading the
-    page straight after can see the old one. Waiting for the old ``<html>`` to go stale and the
-    new document to finish loading removes that race.
-    """
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    old_page = browser.find_element(By.TAG_NAME, "html")
-    action()
-    wait = WebDriverWait(browser, 15)
-    wait.until(expected_conditions.staleness_of(old_page))
-    wait.until(lambda driver: driver.execute_script("return document.readyState") == "complete")
-
-
-def log_in(browser, live_server, name):
-    from selenium.webdriver.common.by import By
-
-    browser.get(f"{live_server.url}/admin/login/")
-    browser.find_element(By.NAME, "username").send_keys(name)
-    browser.find_element(By.NAME, "password").send_keys("s3cret-pass")
-    navigate(browser, browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click)
-    if not browser.find_elements(By.ID, "logout-form"):
-        errors = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".errornote, .errorlist")]
-        pytest.fail(f"logging in as {name} failed on {browser.current_url!r}: {errors}")
-
-
 @pytest.fixture
 def history():
-    start = datetime.now(UTC) - timedelta(days=3)
-    system = Actor.system("seed")
-    other = svc.open_account(holder_name="Someone Else", actor=system)
-    account = svc.open_account(
-        holder_name="Grace Hopper", initial_balance_cents=10_000, actor=system, clock=lambda: start
-    )
-    for day, amount in ((1, 2_500), (2, 700)):
-        svc.deposit(
-            account_id=account.id,
-            amount_cents=amount,
-            description=f"day {day}",
-            actor=system,
-            clock=lambda d=day: start + timedelta(days=d),
-        )
+    account, other = grace_hopper()
     runner.catch_up()
     return account.id, other.id
 
