@@ -135,3 +135,48 @@ class AccessLogEntry(AppendOnlyModel):
 
     def __str__(self) -> str:
         return f"{self.username} {self.action} {self.account_id} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class ApprovalRequest(models.Model):
+    """The maker-checker queue: one row per approval request, an index of its stream.
+
+    The approval's events (stream type ``bank.approval``) are the record; this row is
+    written in the same transaction as each of them, so the queue is never behind its
+    streams and a partial unique index refuses a second identical pending request even
+    when two arrive at once. ``rebuild_approvals`` rebuilds it from the streams.
+    """
+
+    id = models.UUIDField(primary_key=True)
+    kind = models.CharField(max_length=16)
+    account_id = models.UUIDField(db_index=True)
+    counterparty_id = models.UUIDField(null=True, blank=True)
+    amount_cents = models.BigIntegerField(null=True, blank=True)
+    command = models.JSONField()
+    reason = models.TextField(blank=True)
+    requested_by_id = models.IntegerField(null=True, blank=True)
+    requested_by = models.CharField(max_length=150)
+    requested_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    status = models.CharField(max_length=16, db_index=True)
+    decided_by = models.CharField(max_length=150, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.TextField(blank=True)
+    fingerprint = models.CharField(max_length=64)
+    version = models.PositiveIntegerField()
+    position = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        db_table = "approval_requests"
+        ordering = ["requested_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["fingerprint"],
+                condition=models.Q(status="pending"),
+                name="approval_one_pending_per_command",
+            )
+        ]
+        indexes = [models.Index(fields=["status", "expires_at"], name="approval_status_expiry")]
+        permissions = [("decide_approval", "Can approve or reject maker-checker requests")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} on {self.account_id} ({self.status})"

@@ -206,6 +206,28 @@ if READ_YOUR_WRITES_TIMEOUT_MS < 0:
         "READ_YOUR_WRITES_TIMEOUT_MS must be 0 (answer at once) or a positive number of "
         "milliseconds."
     )
+# Maker-checker (bank/services/policy.py): commands that wait for a second person's
+# approval. A withdrawal, transfer or reversal of at least the threshold (minor units; per
+# currency in APPROVAL_THRESHOLDS, e.g. "EUR=1000000,JPY=100000", over the one amount of
+# APPROVAL_THRESHOLD_CENTS for every currency; neither set: no amount needs approval); the
+# kinds in APPROVAL_ALWAYS always ("freeze,close" by default; "" for none). A request
+# expires after APPROVAL_TTL_HOURS.
+APPROVAL_THRESHOLD_CENTS = env.int("APPROVAL_THRESHOLD_CENTS", default=None)
+APPROVAL_THRESHOLDS = env.str("APPROVAL_THRESHOLDS", default="")
+APPROVAL_ALWAYS = env.str("APPROVAL_ALWAYS", default="freeze,close")
+APPROVAL_TTL_HOURS = env.int("APPROVAL_TTL_HOURS", default=72)
+try:
+    from bank.services.policy import ApprovalPolicy as _ApprovalPolicy
+
+    _ApprovalPolicy.parse(
+        threshold_cents=APPROVAL_THRESHOLD_CENTS,
+        thresholds=APPROVAL_THRESHOLDS,
+        always=APPROVAL_ALWAYS,
+        ttl_hours=APPROVAL_TTL_HOURS,
+    )
+except ValueError as exc:
+    raise ImproperlyConfigured(f"maker-checker settings: {exc}") from exc
+
 # The OpenAPI document and the docs page: public by default (they describe, not reveal).
 API_DOCS_PUBLIC = env.bool("API_DOCS_PUBLIC", default=True)
 

@@ -178,6 +178,13 @@ def events_by_id(event_ids: list[uuid.UUID]) -> list[RecordedEvent]:
         return [to_recorded(row, upcasted=False) for row in cursor.fetchall()]
 
 
+def read_events(event_ids: list[uuid.UUID]) -> list[RecordedEvent]:
+    """The stored events with these ids, upcast, in the global order (unknown ids are left
+    out: compare the ids to tell)."""
+    found = events_by_id(list(dict.fromkeys(event_ids)))
+    return upcast_all(sorted(found, key=lambda event: event.position))
+
+
 _METADATA_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MAX_POSITION = 2**63 - 1
 

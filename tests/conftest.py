@@ -8,6 +8,21 @@ from hypothesis import settings as hypothesis_settings
 
 from tests.support import triggers_disabled
 
+# The maker-checker rule is off in the tests unless a test turns it on (tests/approvals):
+# the product's default (freeze and close always need a second person) would turn every
+# other test's freeze and close into a request. Servers the tests start inherit this.
+os.environ["APPROVAL_ALWAYS"] = ""
+os.environ.pop("APPROVAL_THRESHOLD_CENTS", None)
+os.environ.pop("APPROVAL_THRESHOLDS", None)
+
+
+@pytest.fixture(autouse=True)
+def _no_approval_rule(settings):
+    settings.APPROVAL_ALWAYS = ""
+    settings.APPROVAL_THRESHOLD_CENTS = None
+    settings.APPROVAL_THRESHOLDS = ""
+
+
 # In CI the property tests replay a fixed set of examples, so that a run is reproducible;
 # `make fuzz` and local runs keep exploring new ones.
 hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)

@@ -17,6 +17,7 @@ from .events import (
     AccountUnfrozen,
     MoneyDeposited,
     MoneyWithdrawn,
+    PostingReversed,
     TransferReceived,
     TransferSent,
 )
@@ -29,6 +30,19 @@ STREAM_TYPE = "bank.account"
 ACTIVE = "active"
 FROZEN = "frozen"
 CLOSED = "closed"
+
+
+# The postings a reversal can undo.
+REVERSIBLE = (MoneyDeposited, MoneyWithdrawn, TransferSent, TransferReceived)
+
+
+@dataclass(frozen=True, slots=True)
+class Posting:
+    """A stored event of an account, as a reversal names it."""
+
+    event_id: uuid.UUID
+    version: int
+    event: AccountEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +58,16 @@ class Account:
 
     SNAPSHOT_SCHEMA_VERSION = 1
 
-    __slots__ = ("id", "version", "holder_name", "currency", "balance_cents", "status", "_pending")
+    __slots__ = (
+        "id",
+        "version",
+        "holder_name",
+        "currency",
+        "balance_cents",
+        "status",
+        "reversed",
+        "_pending",
+    )
 
     def __init__(self, account_id: uuid.UUID) -> None:
         self.id = account_id
@@ -53,6 +76,8 @@ class Account:
         self.currency = ""
         self.balance_cents = 0
         self.status: str | None = None
+        # Reversed postings: the original's version -> the reversal's version.
+        self.reversed: dict[int, int] = {}
         self._pending: list[AccountEvent] = []
 
     # --- replay ------------------------------------------------------------------------
@@ -86,20 +111,24 @@ class Account:
             self.holder_name = event.holder_name
             self.currency = event.currency
         self.balance_cents += balance_change(event)
+        if isinstance(event, PostingReversed):
+            # Applied before the version moves on: the reversal is version + 1.
+            self.reversed[event.reversed_version] = self.version + 1
         status = status_after(event)
         if status is not None:
             self.status = status
 
     def to_snapshot(self) -> AccountSnapshot:
-        return AccountSnapshot(
-            self.version,
-            {
-                "holder_name": self.holder_name,
-                "currency": self.currency,
-                "balance_cents": self.balance_cents,
-                "status": self.status,
-            },
-        )
+        state: dict[str, Any] = {
+            "holder_name": self.holder_name,
+            "currency": self.currency,
+            "balance_cents": self.balance_cents,
+            "status": self.status,
+        }
+        if self.reversed:
+            # Only when there is one: snapshots taken before reversals existed stay valid.
+            state["reversed"] = [[v, by] for v, by in sorted(self.reversed.items())]
+        return AccountSnapshot(self.version, state)
 
     def _restore(self, snapshot: AccountSnapshot) -> None:
         state = snapshot.state
@@ -108,6 +137,7 @@ class Account:
         self.currency = state["currency"]
         self.balance_cents = state["balance_cents"]
         self.status = state["status"]
+        self.reversed = {int(v): int(by) for v, by in state.get("reversed", ())}
 
     # --- recording ---------------------------------------------------------------------
 
@@ -299,6 +329,98 @@ class Account:
             )
         )
 
+    def reverse(self, posting: Posting, *, reason: str) -> None:
+        """Undo a deposit or a withdrawal of this account: a ``PostingReversed`` with the
+        same amount and the opposite effect. (A transfer is reversed on both sides at once,
+        with ``reverse_transfer``.)
+
+        Raises:
+            NotReversible: not a deposit or withdrawal of this account (a transfer side
+                goes through ``reverse_transfer``), or a reversal itself.
+            AlreadyReversed: it was reversed before.
+            AccountNotActive: the account is frozen or closed (no money moves on it).
+            InsufficientFunds: undoing a deposit would take more than the balance.
+            InvalidAmount: undoing a withdrawal would pass the balance's bound.
+            InvalidInput: the reason is empty or malformed.
+        """
+        if isinstance(posting.event, TransferSent | TransferReceived):
+            raise errors.NotReversible(
+                "a transfer is reversed on both accounts at once: reverse it as a transfer",
+                version=posting.version,
+            )
+        change = self._check_reversal(posting, reason)
+        self._record_reversal(posting, change, reason)
+
+    def _check_reversal(self, posting: Posting, reason: str) -> int:
+        """Check that ``posting`` can be reversed here; return the reversal's balance change."""
+        clean_text("reason", reason, maximum=REASON_MAX, required=True)
+        event = posting.event
+        if not isinstance(event, REVERSIBLE) or not 1 <= posting.version <= self.version:
+            raise errors.NotReversible(
+                errors.NOT_REVERSIBLE_MESSAGE.format(
+                    version=posting.version, event_type=event.event_type
+                ),
+                version=posting.version,
+                event_type=event.event_type,
+            )
+        if posting.version in self.reversed:
+            raise errors.AlreadyReversed(
+                errors.ALREADY_REVERSED_MESSAGE.format(
+                    version=posting.version, by=self.reversed[posting.version]
+                ),
+                version=posting.version,
+                reversed_by_version=self.reversed[posting.version],
+            )
+        self._require_active()
+        change = -balance_change(event)
+        if change < 0:
+            self._require_funds(-change, "reversal")
+        else:
+            self._require_room(change, "reversal")
+        return change
+
+    def _record_reversal(self, posting: Posting, change: int, reason: str) -> None:
+        event = posting.event
+        self._record(
+            PostingReversed(
+                reversed_event_id=posting.event_id,
+                reversed_version=posting.version,
+                reversed_event_type=event.event_type,
+                amount_cents=abs(change),
+                balance_change_cents=change,
+                reason=clean_text("reason", reason, maximum=REASON_MAX, required=True),
+                transfer_id=getattr(event, "transfer_id", None),
+            )
+        )
+
+
+def reverse_transfer(
+    source: Account, sent: Posting, target: Account, received: Posting, *, reason: str
+) -> None:
+    """Reverse both sides of a transfer at once: the money goes back to ``source``.
+
+    Both sides are checked before either records anything.
+
+    Raises:
+        NotReversible: the two postings are not the two sides of one transfer.
+        AlreadyReversed, AccountNotActive, InsufficientFunds, InvalidAmount, InvalidInput:
+            as for ``Account.reverse``, on either side.
+    """
+    if not (
+        isinstance(sent.event, TransferSent)
+        and isinstance(received.event, TransferReceived)
+        and sent.event.transfer_id == received.event.transfer_id
+        and sent.event.to_account == target.id
+        and received.event.from_account == source.id
+    ):
+        raise errors.NotReversible(
+            "these postings are not the two sides of one transfer", version=sent.version
+        )
+    back = source._check_reversal(sent, reason)
+    out = target._check_reversal(received, reason)
+    source._record_reversal(sent, back, reason)
+    target._record_reversal(received, out, reason)
+
 
 def balance_change(event: AccountEvent) -> int:
     """How much an event changes the balance (negative for money going out)."""
@@ -309,6 +431,8 @@ def balance_change(event: AccountEvent) -> int:
             return event.amount_cents
         case MoneyWithdrawn() | TransferSent():
             return -event.amount_cents
+        case PostingReversed():
+            return event.balance_change_cents
         case _:
             return 0
 

@@ -10,6 +10,11 @@ INVALID_STATE_TRANSITION = "invalid_state_transition"
 BALANCE_NOT_ZERO = "balance_not_zero"
 INVALID_TRANSFER = "invalid_transfer"
 INVALID_INPUT = "invalid_input"
+NOT_REVERSIBLE = "not_reversible"
+ALREADY_REVERSED = "already_reversed"
+SELF_APPROVAL = "self_approval"
+APPROVAL_NOT_PENDING = "approval_not_pending"
+APPROVAL_EXPIRED = "approval_expired"
 
 INVALID_AMOUNT_MESSAGE = "amount {amount!r} is not a whole number of cents from 1 to {maximum}"
 BALANCE_BOUND_MESSAGE = (
@@ -26,6 +31,11 @@ BALANCE_NOT_ZERO_MESSAGE = (
 )
 SAME_ACCOUNT_MESSAGE = "a transfer needs two different accounts"
 CURRENCY_MISMATCH_MESSAGE = "cannot transfer {source} to an account in {target}"
+NOT_REVERSIBLE_MESSAGE = (
+    "version {version} ({event_type}) is not a posting that can be reversed: only deposits, "
+    "withdrawals and transfers are; a reversal is corrected by a new command instead"
+)
+ALREADY_REVERSED_MESSAGE = "version {version} was reversed already, by version {by}"
 
 
 class DomainError(Exception):
@@ -82,3 +92,33 @@ class InvalidInput(DomainError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}", field=field)
         self.field = field
+
+
+class NotReversible(DomainError):
+    """The event is not a posting (an opening, a status change) or is itself a reversal."""
+
+    code = NOT_REVERSIBLE
+
+
+class AlreadyReversed(DomainError):
+    """A posting is reversed at most once."""
+
+    code = ALREADY_REVERSED
+
+
+class SelfApproval(DomainError):
+    """The person who asked for a command cannot be the one who approves it."""
+
+    code = SELF_APPROVAL
+
+
+class ApprovalNotPending(DomainError):
+    """The request was decided already (approved, rejected or expired)."""
+
+    code = APPROVAL_NOT_PENDING
+
+
+class ApprovalExpired(DomainError):
+    """The request is past its time to live: ask again."""
+
+    code = APPROVAL_EXPIRED

@@ -30,27 +30,31 @@ class AccountEvent:
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> AccountEvent:
         """Build the event from its (current-schema) JSON payload."""
-        names, uuids = _FIELDS.get(cls) or _fields_of(cls)
-        if not uuids:
+        names, uuids, optional = _FIELDS.get(cls) or _fields_of(cls)
+        if not uuids and not optional:
             # The common case on replay: the payload has exactly the fields.
             try:
                 return cls(**data)
             except TypeError:
                 pass  # extra fields (ignored below) or a missing one (KeyError below)
-        kwargs = {name: data[name] for name in names}
+        kwargs = {name: data[name] for name in names if name not in optional or name in data}
         for name in uuids:
-            kwargs[name] = uuid.UUID(kwargs[name])
+            if kwargs.get(name) is not None:
+                kwargs[name] = uuid.UUID(kwargs[name])
         return cls(**kwargs)
 
 
-_FIELDS: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+_FIELDS: dict[type, tuple[tuple[str, ...], tuple[str, ...], frozenset[str]]] = {}
+_UUID_TYPES = ("uuid.UUID", uuid.UUID, "uuid.UUID | None")
 
 
-def _fields_of(cls: type) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _fields_of(cls: type) -> tuple[tuple[str, ...], tuple[str, ...], frozenset[str]]:
     fields = dataclasses.fields(cls)
     found = (
         tuple(f.name for f in fields),
-        tuple(f.name for f in fields if f.type in ("uuid.UUID", uuid.UUID)),
+        tuple(f.name for f in fields if f.type in _UUID_TYPES),
+        # Fields with a default may be absent from a payload (older writers left them out).
+        frozenset(f.name for f in fields if f.default is not dataclasses.MISSING),
     )
     _FIELDS[cls] = found
     return found
@@ -118,6 +122,26 @@ class TransferReceived(AccountEvent):
     description: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PostingReversed(AccountEvent):
+    """A posting of this account is undone: the same amount, the opposite effect.
+
+    ``reversed_version`` / ``reversed_event_id`` name the original posting in this stream;
+    a transfer's reversal records one of these on each side, both carrying
+    ``transfer_id``. ``amount_cents`` is positive; ``balance_change_cents`` says which way
+    the money moves here (the opposite of the original's).
+    """
+
+    event_type: ClassVar[str] = "PostingReversed"
+    reversed_event_id: uuid.UUID
+    reversed_version: int
+    reversed_event_type: str
+    amount_cents: int
+    balance_change_cents: int
+    reason: str
+    transfer_id: uuid.UUID | None = None
+
+
 EVENT_TYPES: dict[str, type[AccountEvent]] = {
     cls.event_type: cls
     for cls in (
@@ -129,6 +153,7 @@ EVENT_TYPES: dict[str, type[AccountEvent]] = {
         AccountClosed,
         TransferSent,
         TransferReceived,
+        PostingReversed,
     )
 }
 

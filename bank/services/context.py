@@ -67,6 +67,8 @@ class CommandContext:
     causation_id: uuid.UUID | None = None
     idempotency_key: str | None = None
     clock: Clock = system_clock
+    approval: dict[str, Any] | None = None
+    """For a command run on approval: the request's id and who approved it."""
 
     @classmethod
     def of(cls, actor: Actor, **metadata: Unpack[Metadata]) -> CommandContext:
@@ -90,4 +92,6 @@ class CommandContext:
             data["causation_id"] = str(self.causation_id)
         if self.idempotency_key is not None:
             data["idempotency_key"] = self.idempotency_key
+        if self.approval is not None:
+            data["approval"] = self.approval
         return data

@@ -12,6 +12,9 @@ VERSION_NOT_FOUND = "version_not_found"
 VERSION_MISMATCH = "version_mismatch"
 CONCURRENCY_CONFLICT = "concurrency_conflict"
 UNREADABLE_STREAM = "unreadable_stream"
+POSTING_NOT_FOUND = "posting_not_found"
+APPROVAL_NOT_FOUND = "approval_not_found"
+DUPLICATE_REQUEST = "duplicate_request"
 
 
 class ServiceError(Exception):
@@ -85,11 +88,45 @@ class UnreadableStream(ServiceError):
         )
 
 
+class PostingNotFound(ServiceError):
+    """No event of that id in this account's stream."""
+
+    code = POSTING_NOT_FOUND
+
+    def __init__(self, account_id: uuid.UUID, event_id: object) -> None:
+        self.account_id, self.event_id = account_id, event_id
+        super().__init__(f"account {account_id} has no event {event_id}")
+
+
+class ApprovalNotFound(ServiceError):
+    code = APPROVAL_NOT_FOUND
+
+    def __init__(self, approval_id: object) -> None:
+        self.approval_id = approval_id
+        super().__init__(f"approval request {approval_id} does not exist")
+
+
+class DuplicateRequest(ServiceError):
+    """The same command waits for an approval already."""
+
+    code = DUPLICATE_REQUEST
+
+    def __init__(self, pending_id: object) -> None:
+        self.pending_id = pending_id
+        super().__init__(
+            f"the same command waits for approval already (request {pending_id}): approve or "
+            "reject that one"
+        )
+
+
 __all__ = [
     "AccountDidNotExistYet",
     "AccountNotFound",
+    "ApprovalNotFound",
     "ConcurrencyConflict",
+    "DuplicateRequest",
     "DomainError",
+    "PostingNotFound",
     "ServiceError",
     "UnreadableStream",
     "VersionMismatch",

@@ -127,6 +127,7 @@ def save(
     *,
     locked: bool = False,
     snapshots: bool = True,
+    extra: Sequence[es.StreamAppend] = (),
 ) -> es.AppendResult:
     """Append the accounts' new events (and the snapshots that are due, unless not asked).
 
@@ -134,6 +135,7 @@ def save(
         locked: the caller holds the streams' locks and retries its whole transaction on
             a conflict, so the append needs no savepoint of its own (two round trips fewer).
         snapshots: store the snapshots that came due, in the append's transaction.
+        extra: appends to other streams that commit with these (an approval's decision).
 
     Raises:
         eventstore.ConcurrencyError: a stream is no longer at its loaded head.
@@ -157,7 +159,7 @@ def save(
         for loaded in changed
     ]
     result = es.append_streams(
-        appends,
+        [*appends, *extra],
         metadata={**context.metadata(command), **trace_metadata()},
         savepoint=not locked,
     )

@@ -28,6 +28,9 @@ MAX_ATTEMPTS = 5
 
 # Runs the domain on the loaded accounts, in the order the command named them.
 Action = Callable[[Sequence[Loaded]], None]
+# After the action: appends to other streams that must commit with the accounts' events
+# (an approval recording its decision), built afresh on every attempt.
+Also = Callable[[], Sequence[es.StreamAppend]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,7 @@ def run(
     *,
     context: CommandContext,
     expected_version: int | None = None,
+    also: Also | None = None,
 ) -> Done:
     """Run a command until it appends or fails for a reason a retry cannot change.
 
@@ -58,6 +62,8 @@ def run(
         command: its name (recorded in the events' metadata).
         account_ids: the accounts it changes, distinct.
         expected_version: the version the (first) account must be at; no retry then.
+        also: appends to other streams, in the same multi-stream append (always in a
+            transaction under the accounts' locks).
 
     Returns:
         The accounts after the command, in the order of ``account_ids``, and the position
@@ -72,11 +78,17 @@ def run(
     attempts = 1 if expected_version is not None else MAX_ATTEMPTS
     for number in range(attempts):
         try:
-            if number == 0 and len(account_ids) == 1 and _autocommit():
+            if number == 0 and len(account_ids) == 1 and also is None and _autocommit():
                 return attempt(command, account_ids, action, context, expected_version)
             with transaction.atomic():
                 return attempt(
-                    command, account_ids, action, context, expected_version, locked=True
+                    command,
+                    account_ids,
+                    action,
+                    context,
+                    expected_version,
+                    locked=True,
+                    also=also,
                 )
         except es.ConcurrencyError as exc:
             if expected_version is not None:
@@ -96,6 +108,7 @@ def attempt(
     expected_version: int | None,
     *,
     locked: bool = False,
+    also: Also | None = None,
 ) -> Done:
     """One attempt at a command: load, run the domain, append.
 
@@ -120,7 +133,14 @@ def attempt(
     if expected_version is not None and changed[0].version != expected_version:
         raise VersionMismatch(changed[0].account.id, expected_version, changed[0].version)
     action(changed)
-    result = repository.save(changed, context, command, locked=locked, snapshots=locked)
+    result = repository.save(
+        changed,
+        context,
+        command,
+        locked=locked,
+        snapshots=locked,
+        extra=also() if also is not None else (),
+    )
     if not locked:
         for loaded in changed:
             repository.snapshot_after_commit(loaded, result)
