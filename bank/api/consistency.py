@@ -40,8 +40,8 @@ from rest_framework.exceptions import ValidationError
 
 import eventstore as es
 from bank import selectors
+from bank.selectors import projection_progress
 from projections.accounts import BalanceProjection, HistoryProjection
-from projections.models import Checkpoint, DeadLetter
 
 EVENT_POSITION = "X-Event-Position"
 PROJECTION_POSITION = "X-Projection-Position"
@@ -196,10 +196,7 @@ def requested_position(request: Any) -> tuple[str, int] | None:
 
 def projection_position(projection: str) -> int:
     """The global position the projection has applied up to (0 before its first batch)."""
-    position = (
-        Checkpoint.objects.filter(name=projection).values_list("position", flat=True).first()
-    )
-    return position or 0
+    return projection_progress.projection_position(projection)
 
 
 def reached(projection: str, asked: tuple[str, int] | None) -> int:
@@ -257,14 +254,7 @@ def _not_parked(projection: str, position: int, wanted: int) -> int:
     Raises:
         ProjectionLagging: an unresolved dead letter at or before ``wanted``.
     """
-    parked = (
-        DeadLetter.objects.filter(
-            follower=projection, resolved_at__isnull=True, position__lte=wanted
-        )
-        .order_by("position")
-        .values_list("position", flat=True)
-        .first()
-    )
+    parked = projection_progress.first_parked(projection, wanted)
     if parked is None:
         return position
     raise ProjectionLagging(

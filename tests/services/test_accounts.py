@@ -226,15 +226,14 @@ def test_a_refused_transfer_writes_nothing_on_either_account(problem):
 
 def test_a_transfer_that_fails_while_appending_leaves_both_accounts_untouched(monkeypatch):
     a, b = open_(100), open_(0)
-    import eventstore.appending as appending
-
-    real = appending._append_once
+    real = es.append_streams
 
     def crash(*args, **kwargs):
         real(*args, **kwargs)  # the rows are written in this transaction...
         raise RuntimeError("injected failure after the INSERT")  # ...then it dies
 
-    monkeypatch.setattr(appending, "_append_once", crash)
+    # Through the store's public API, as the services call it.
+    monkeypatch.setattr(es, "append_streams", crash)
     with pytest.raises(RuntimeError):
         svc.transfer(from_account=a.id, to_account=b.id, amount_cents=60, actor=TELLER)
     monkeypatch.undo()

@@ -1,0 +1,26 @@
+"""How far the projections got: what a read-your-writes read waits for."""
+
+from __future__ import annotations
+
+from projections.models import Checkpoint, DeadLetter
+
+
+def projection_position(projection: str) -> int:
+    """The global position the projection has applied up to (0 before its first batch)."""
+    position = (
+        Checkpoint.objects.filter(name=projection).values_list("position", flat=True).first()
+    )
+    return position or 0
+
+
+def first_parked(projection: str, up_to: int) -> int | None:
+    """The position of the projection's first unresolved dead letter at or before
+    ``up_to``, or None."""
+    return (
+        DeadLetter.objects.filter(
+            follower=projection, resolved_at__isnull=True, position__lte=up_to
+        )
+        .order_by("position")
+        .values_list("position", flat=True)
+        .first()
+    )
