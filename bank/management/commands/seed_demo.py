@@ -15,12 +15,13 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 import eventstore as es
 from bank.domain import DomainError
 from bank.progress import progress
-from bank.services import Actor
+from bank.services import Actor, approvals, reversals
 from bank.services import accounts as svc
 
 NAMESPACE = uuid.UUID("6f1d7c52-3b7e-4c1e-9d7a-5e0b1f2a9c41")
@@ -162,11 +163,40 @@ class Command(BaseCommand):
             clock=clock,
         )
         svc.close(account_id=closed_id, reason="Customer moved abroad", actor=actor, clock=clock)
-        self._demo_user()
+        # A deposit keyed twice, and its reversal: the timeline shows the linked pair.
+        first_id = ids[0][0]
+        svc.deposit(
+            account_id=first_id,
+            amount_cents=42_000,
+            description="Cash deposit",
+            actor=actor,
+            clock=clock,
+        )
+        twice = svc.account_events(first_id)[-1]
+        reversals.reverse_posting(
+            account_id=first_id,
+            event_id=twice.event_id,
+            reason="Keyed twice at the counter",
+            actor=actor,
+            clock=clock,
+        )
+        teller = self._demo_user()
+        if teller is not None:
+            # A request waiting in the approval queue (the demo teller asked; admin decides).
+            approvals.request(
+                "withdraw",
+                command={
+                    "account_id": str(ids[1][0]),
+                    "amount_cents": 100_000,
+                    "description": "Car purchase",
+                },
+                actor=Actor.from_user(teller, auth="admin"),
+                reason="Customer at the desk, ID checked",
+            )
         snapshots = long_events // settings.SNAPSHOT_INTERVAL
         self.stdout.write(
             self.style.SUCCESS(
-                f"Seeded {len(ids) + 1} demo accounts with {created + long_events + 3} events "
+                f"Seeded {len(ids) + 1} demo accounts with {created + long_events + 5} events "
                 f"({refused} commands refused by the rules, as they should be); the long "
                 f"account {long_id} has {long_events} events and {snapshots} snapshot"
                 f"{'s' if snapshots != 1 else ''}."
@@ -215,11 +245,20 @@ class Command(BaseCommand):
                 clock=clock,
             )
 
-    def _demo_user(self) -> None:
-        """In DEBUG only: a superuser admin/admin so that a newcomer can log in at once."""
+    def _demo_user(self) -> Any:
+        """In DEBUG only: a superuser admin/admin so that a newcomer can log in at once, and
+        a teller teller/teller (whose demo request admin can approve). Returns the teller."""
         if not settings.DEBUG:
-            return
+            return None
         users = get_user_model()
         if not users.objects.filter(is_superuser=True).exists():
             users.objects.create_superuser("admin", "admin@example.com", "admin")
             self.stdout.write("Created the superuser admin / admin (DEBUG only: change it).")
+        teller = users.objects.filter(username="teller").first()
+        if teller is None:
+            teller = users.objects.create_user("teller", "teller@example.com", "teller")
+            teller.is_staff = True
+            teller.save(update_fields=["is_staff"])
+            teller.groups.add(Group.objects.get(name="tellers"))
+            self.stdout.write("Created the teller teller / teller (DEBUG only: change it).")
+        return teller
