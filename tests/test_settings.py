@@ -323,3 +323,59 @@ def test_nonsensical_login_and_session_limits_are_refused_at_start():
         result = _security_settings(env)
         assert result.returncode != 0, env
         assert message in result.stderr, (env, result.stderr[-400:])
+
+
+def _approval_settings(env):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("APPROVAL_") and k != "DEBUG"}
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import config.settings as s; from bank.services.policy import ApprovalPolicy as P; "
+            "p = P.parse(threshold_cents=s.APPROVAL_THRESHOLD_CENTS, "
+            "thresholds=s.APPROVAL_THRESHOLDS, always=s.APPROVAL_ALWAYS, "
+            "ttl_hours=s.APPROVAL_TTL_HOURS); "
+            "print(sorted(p.always), p.threshold_cents, p.thresholds, p.ttl.total_seconds())",
+        ],
+        env={**clean, "PYTHONPATH": str(ROOT), "DEBUG": "true", **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_maker_checker_rule_defaults_to_freeze_and_close_always():
+    result = _approval_settings({})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['close', 'freeze'] None {} 259200.0"
+
+
+def test_the_maker_checker_rule_comes_from_the_environment():
+    result = _approval_settings(
+        {
+            "APPROVAL_ALWAYS": "close",
+            "APPROVAL_THRESHOLD_CENTS": "500000",
+            "APPROVAL_THRESHOLDS": "EUR=1000000, JPY=100000",
+            "APPROVAL_TTL_HOURS": "8",
+        }
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['close'] 500000 {'EUR': 1000000, 'JPY': 100000} 28800.0"
+
+
+def test_a_malformed_maker_checker_rule_stops_the_process_at_start():
+    for env, message in [
+        ({"APPROVAL_THRESHOLDS": "EURO=5"}, "is not CODE=AMOUNT"),
+        ({"APPROVAL_THRESHOLDS": "EUR=5,EUR=6"}, "EUR is given twice"),
+        ({"APPROVAL_THRESHOLDS": "EUR=0"}, "must be from 1"),
+        ({"APPROVAL_ALWAYS": "freeze,deposit"}, "deposit not among"),
+        ({"APPROVAL_THRESHOLD_CENTS": "-1"}, "APPROVAL_THRESHOLD_CENTS=-1"),
+        ({"APPROVAL_TTL_HOURS": "0"}, "APPROVAL_TTL_HOURS=0"),
+    ]:
+        result = _approval_settings(env)
+        assert result.returncode != 0, env
+        assert "maker-checker settings" in result.stderr and message in result.stderr, (
+            env,
+            result.stderr[-400:],
+        )
