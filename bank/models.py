@@ -180,3 +180,26 @@ class ApprovalRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} on {self.account_id} ({self.status})"
+
+
+class PersonalDataKey(models.Model):
+    """A data subject's key for their personal data, wrapped by a master key.
+
+    Mutable on purpose: deleting the row is the erasure (crypto-shredding); the events keep
+    their ciphertext. ``master_key_id`` names the ``PII_MASTER_KEYS`` entry that wrapped it
+    (rotation re-wraps). The database never sees an unwrapped key.
+    """
+
+    subject_id = models.UUIDField(primary_key=True)
+    master_key_id = models.CharField(max_length=32)
+    wrapped_key = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "personal_data_keys"
+        permissions = [
+            ("erase_personal_data", "Can erase a holder's personal data (crypto-shredding)")
+        ]
+
+    def __str__(self) -> str:
+        return f"data key of {self.subject_id} ({self.master_key_id})"

@@ -29,6 +29,7 @@ PRODUCTION_ENV = {
     "DEBUG": "false",
     "SECRET_KEY": "bench-only-secret-key-not-for-any-real-deployment",
     "EVENTSTORE_SIGNING_KEY": "bench:cQ4BTNmpzwzWd8H+VD0lq8lVa1Hvui4rcjROy6QXCxo=",
+    "PII_MASTER_KEYS": "bench:YmVuY2gtb25seS1waWktbWFzdGVyLWtleS0zMmIhISE=",
     "SECURE_SSL_REDIRECT": "false",
 }
 

@@ -194,6 +194,27 @@ except KeyConfigError as exc:
 if DEBUG and not EVENTSTORE_SIGNING_KEY:
     EVENTSTORE_SIGNING_KEY = dev_key_text()
 
+# --- Personal data (bank/privacy.py) -----------------------------------------------------
+# Master keys that wrap each holder's data key: `key_id:base64` of 32 bytes, comma-separated;
+# the first wraps new keys, the others still unwrap (rotation). Required without DEBUG; with
+# DEBUG and none set, a public development key (id "dev") is used.
+PII_MASTER_KEYS = env.str("PII_MASTER_KEYS", default="")
+# How long a process keeps an unwrapped data key in memory: an erasure made by another
+# process shows there within this many seconds (at once in the erasing process).
+PII_KEY_CACHE_SECONDS = env.int("PII_KEY_CACHE_SECONDS", default=60)
+try:
+    from bank.privacy import PersonalDataKeyError, parse_master_keys
+
+    parse_master_keys(PII_MASTER_KEYS, debug=DEBUG)
+except PersonalDataKeyError as exc:
+    raise ImproperlyConfigured(str(exc)) from exc
+if DEBUG and not PII_MASTER_KEYS:
+    from bank.privacy import dev_master_key_text
+
+    PII_MASTER_KEYS = dev_master_key_text()
+if PII_KEY_CACHE_SECONDS < 0:
+    raise ImproperlyConfigured("PII_KEY_CACHE_SECONDS must be 0 (no cache) or more.")
+
 # --- API --------------------------------------------------------------------------------
 # Bodies larger than this are refused with 400 (DRF >= 3.17.2 applies it to JSON too).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("API_MAX_BODY_BYTES", default=64 * 1024)

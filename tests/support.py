@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 IMMUTABLE_TABLES = ("events", "snapshots", "signing_epoch", "bank_access_log")
 # A signing key for tests that run with production settings (DEBUG off); never used elsewhere.
 TEST_SIGNING_KEY = "test-prod:96/aJlVi7ZBz7EuE65TdMVu9UFESaaEuj9WaWPEs9CE="
+# The tests' personal-data master key (production-like settings require one).
+TEST_PII_KEY = "test-pii:" + "dGVzdHMtb25seS1tYXN0ZXIta2V5LTMyLWJ5dGVzISE="
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ from .events import (
     AccountUnfrozen,
     MoneyDeposited,
     MoneyWithdrawn,
+    PersonalDataErased,
     PostingReversed,
     TransferReceived,
     TransferSent,
@@ -26,6 +27,9 @@ from .text import DESCRIPTION_MAX, HOLDER_NAME_MAX, REASON_MAX, clean_text
 
 # The stream type of an account's events in the event store (part of the stored contract).
 STREAM_TYPE = "bank.account"
+
+# What an account shows as its holder's name once their personal data is erased.
+ERASED_NAME = "[erased]"
 
 ACTIVE = "active"
 FROZEN = "frozen"
@@ -111,6 +115,8 @@ class Account:
             self.holder_name = event.holder_name
             self.currency = event.currency
         self.balance_cents += balance_change(event)
+        if isinstance(event, PersonalDataErased):
+            self.holder_name = ERASED_NAME
         if isinstance(event, PostingReversed):
             # Applied before the version moves on: the reversal is version + 1.
             self.reversed[event.reversed_version] = self.version + 1
@@ -174,6 +180,8 @@ class Account:
                 (bools included).
         """
         name = clean_text("holder_name", holder_name, maximum=HOLDER_NAME_MAX, required=True)
+        if name == ERASED_NAME:
+            raise errors.InvalidInput("holder_name", f"{ERASED_NAME} marks an erased name")
         check_currency(currency)
         # Zero is the one amount an opening may have, and only as an int: False == 0, but a
         # bool is refused like any other amount that is not a whole number of cents.
@@ -328,6 +336,26 @@ class Account:
                 description=text,
             )
         )
+
+    def erase_personal_data(self, reason: str) -> None:
+        """Record that the holder's personal data is erased (the services delete the key).
+
+        Raises:
+            ErasureNotAllowed: the account is not closed, or was erased already.
+            InvalidInput: the reason is empty or malformed.
+        """
+        text = clean_text("reason", reason, maximum=REASON_MAX, required=True)
+        if self.holder_name == ERASED_NAME:
+            raise errors.ErasureNotAllowed(
+                f"the personal data of account {self.id} is erased already", status=self.status
+            )
+        if self.status != CLOSED:
+            raise errors.ErasureNotAllowed(
+                f"account {self.id} is {self.status}: close it (its balance must be zero) "
+                "before erasing its holder's personal data",
+                status=self.status,
+            )
+        self._record(PersonalDataErased(reason=text))
 
     def reverse(self, posting: Posting, *, reason: str) -> None:
         """Undo a deposit or a withdrawal of this account: a ``PostingReversed`` with the

@@ -15,6 +15,7 @@ ALREADY_REVERSED = "already_reversed"
 SELF_APPROVAL = "self_approval"
 APPROVAL_NOT_PENDING = "approval_not_pending"
 APPROVAL_EXPIRED = "approval_expired"
+ERASURE_NOT_ALLOWED = "erasure_not_allowed"
 
 INVALID_AMOUNT_MESSAGE = "amount {amount!r} is not a whole number of cents from 1 to {maximum}"
 BALANCE_BOUND_MESSAGE = (
@@ -122,3 +123,10 @@ class ApprovalExpired(DomainError):
     """The request is past its time to live: ask again."""
 
     code = APPROVAL_EXPIRED
+
+
+class ErasureNotAllowed(DomainError):
+    """Personal data is erased only from a closed account (its retention duties are the
+    bank's to judge before asking), and once."""
+
+    code = ERASURE_NOT_ALLOWED

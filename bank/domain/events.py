@@ -62,7 +62,15 @@ def _fields_of(cls: type) -> tuple[tuple[str, ...], tuple[str, ...], frozenset[s
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AccountOpened(AccountEvent):
+    """An account is opened.
+
+    Schema version 2: ``holder_name`` is stored as a personal-data token (encrypted under
+    the account's data key, see ``bank.privacy``); version 1, written before, holds it in
+    clear. Readers accept both; the domain treats the value as opaque once stored.
+    """
+
     event_type: ClassVar[str] = "AccountOpened"
+    schema_version: ClassVar[int] = 2
     holder_name: str
     currency: str
     initial_balance_cents: int
@@ -142,6 +150,15 @@ class PostingReversed(AccountEvent):
     transfer_id: uuid.UUID | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PersonalDataErased(AccountEvent):
+    """The holder's personal data was erased (their data key deleted): who and when are in
+    the metadata, why here. Holds no personal data itself."""
+
+    event_type: ClassVar[str] = "PersonalDataErased"
+    reason: str
+
+
 EVENT_TYPES: dict[str, type[AccountEvent]] = {
     cls.event_type: cls
     for cls in (
@@ -154,6 +171,7 @@ EVENT_TYPES: dict[str, type[AccountEvent]] = {
         TransferSent,
         TransferReceived,
         PostingReversed,
+        PersonalDataErased,
     )
 }
 

@@ -20,7 +20,7 @@ import eventstore as es
 from bank.domain import STREAM_TYPE, Account
 from bank.domain.errors import SAME_ACCOUNT_MESSAGE, InvalidInput, InvalidTransfer
 
-from . import repository, unit_of_work
+from . import encryption, repository, unit_of_work
 from .context import Actor, CommandContext, Metadata
 from .errors import AccountDidNotExistYet, AccountNotFound, VersionNotFound
 from .repository import Loaded, replay_snapshot_state
@@ -44,9 +44,10 @@ class AccountState:
 
     @classmethod
     def of(cls, account: Account, position: int | None = None) -> AccountState:
+        """The state of an account (its holder's name decrypted, or ``[erased]``)."""
         return cls(
             id=account.id,
-            holder_name=account.holder_name,
+            holder_name=encryption.reveal(account.holder_name, "holder_name"),
             currency=account.currency,
             balance_cents=account.balance_cents,
             status=account.status or "",

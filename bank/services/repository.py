@@ -12,14 +12,24 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError
 
 import eventstore as es
-from bank.domain import EVENT_TYPES, STREAM_TYPE, Account, AccountSnapshot, event_from_data
+from bank.domain import (
+    EVENT_TYPES,
+    STREAM_TYPE,
+    Account,
+    AccountEvent,
+    AccountOpened,
+    AccountSnapshot,
+    event_from_data,
+)
 
+from . import encryption
 from .context import CommandContext
 from .errors import AccountNotFound, UnreadableStream
 from .telemetry import trace_metadata
@@ -147,12 +157,7 @@ def save(
             stream_type=STREAM_TYPE,
             expected_version=loaded.head,
             events=[
-                es.NewEvent(
-                    event_type=event.event_type,
-                    schema_version=event.schema_version,
-                    data=event.to_data(),
-                    occurred_at=occurred_at,
-                )
+                _new_event(loaded.account, event, occurred_at)
                 for event in loaded.account.collect_events()
             ],
         )
@@ -167,6 +172,21 @@ def save(
         for loaded in changed:
             _snapshot_if_due(loaded, result)
     return result
+
+
+def _new_event(account: Account, event: AccountEvent, occurred_at: datetime) -> es.NewEvent:
+    data = event.to_data()
+    if isinstance(event, AccountOpened):
+        # The holder's name is stored encrypted under the account's data key; from here on
+        # the account (and its snapshots) carry the token, as a load from the events would.
+        data = encryption.protect_event_data(event.event_type, account.id, data)
+        account.holder_name = data["holder_name"]
+    return es.NewEvent(
+        event_type=event.event_type,
+        schema_version=event.schema_version,
+        data=data,
+        occurred_at=occurred_at,
+    )
 
 
 def snapshot_after_commit(loaded: Loaded, result: es.AppendResult) -> None:

@@ -1,0 +1,142 @@
+"""Personal data: erasure (crypto-shredding), its re-application after a restore, and the
+subject's access request. (Encryption and reading are ``encryption``'s.)
+
+``erase`` appends ``PersonalDataErased`` and deletes the
+key in one transaction; ``reapply`` deletes again the keys a restored backup brought back;
+``export`` gathers what the bank holds about a holder (GDPR Art. 15).
+
+The subject of an account's personal data is the account (its holder).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any, Unpack
+
+from django.db import transaction
+
+import eventstore as es
+from bank import privacy
+from bank.domain import STREAM_TYPE, PersonalDataErased
+from bank.domain.errors import ErasureNotAllowed
+from bank.models import ApprovalRequest, PersonalDataKey
+
+from . import encryption, unit_of_work
+from .accounts import AccountState, account_events, get_account
+from .context import Actor, CommandContext, Metadata
+from .telemetry import command_span
+
+# --- erasure --------------------------------------------------------------------------
+
+
+def erase(
+    *,
+    account_id: uuid.UUID,
+    reason: str,
+    actor: Actor,
+    **metadata: Unpack[Metadata],
+) -> AccountState:
+    """Erase the holder's personal data: append ``PersonalDataErased`` and delete the data
+    key, in one transaction.
+
+    The rules: the account is closed (so its balance is zero) and not erased already (the
+    domain's ``erase_personal_data``), and no approval request about it is pending.
+
+    Raises:
+        ErasureNotAllowed: one of those rules.
+        AccountNotFound, ConcurrencyConflict: see ``unit_of_work.run``.
+    """
+    context = CommandContext.of(actor, **metadata)
+    with command_span("erase_personal_data", account_id, None):
+        with transaction.atomic():
+            pending = ApprovalRequest.objects.filter(
+                account_id=account_id, status="pending"
+            ) | ApprovalRequest.objects.filter(counterparty_id=account_id, status="pending")
+            waiting = pending.values_list("id", flat=True).first()
+            if waiting is not None:
+                raise ErasureNotAllowed(
+                    f"approval request {waiting} about account {account_id} is pending: "
+                    "decide it first",
+                    approval_id=str(waiting),
+                )
+            done = unit_of_work.run(
+                "erase_personal_data",
+                [account_id],
+                lambda loaded: loaded[0].account.erase_personal_data(reason),
+                context=context,
+            )
+            PersonalDataKey.objects.filter(subject_id=account_id).delete()
+        encryption.forget_cached_keys()
+        return AccountState.of(done.accounts[0].account, done.position)
+
+
+def erased_subjects(
+    *, batch: int = 5000, on_batch: Callable[[int, int], None] | None = None
+) -> Iterator[uuid.UUID]:
+    """Every account with a ``PersonalDataErased`` event, in the global order (reads the
+    whole store: for ``--reapply`` after a restore).
+
+    Args:
+        on_batch: called with (position reached, head) after each batch (progress).
+    """
+    head = es.head_position()
+    after = 0
+    while after < head:
+        events = es.read_all(after_position=after, limit=batch)
+        if not events:
+            break
+        for event in events:
+            if (
+                event.event_type == PersonalDataErased.event_type
+                and event.stream_type == STREAM_TYPE
+            ):
+                yield event.stream_id
+        after = events[-1].position
+        if on_batch is not None:
+            on_batch(after, head)
+
+
+def reapply(*, on_batch: Callable[[int, int], None] | None = None) -> list[uuid.UUID]:
+    """Delete again the data key of every subject erased before: a backup restored from
+    before an erasure brings the key back. Returns the subjects whose key was deleted now."""
+    deleted = []
+    for subject in erased_subjects(on_batch=on_batch):
+        if PersonalDataKey.objects.filter(subject_id=subject).delete()[0]:
+            deleted.append(subject)
+    encryption.forget_cached_keys()
+    return deleted
+
+
+def export(account_id: uuid.UUID) -> dict[str, Any]:
+    """Everything the bank holds about an account's holder, from the events (Art. 15).
+
+    Raises:
+        AccountNotFound: no such account.
+    """
+    state = get_account(account_id)
+    events = account_events(account_id)
+    return {
+        "subject": str(account_id),
+        "account": {
+            "id": str(state.id),
+            "holder_name": state.holder_name,
+            "currency": state.currency,
+            "balance_cents": state.balance_cents,
+            "status": state.status,
+            "version": state.version,
+        },
+        "personal_data_erased": state.holder_name == privacy.ERASED,
+        "events": [
+            {
+                "event_id": str(event.event_id),
+                "version": event.version,
+                "position": event.position,
+                "event_type": event.event_type,
+                "occurred_at": event.occurred_at.isoformat(),
+                "data": encryption.reveal_event_data(event.event_type, event.data),
+                "actor": (event.metadata.get("actor") or {}).get("username"),
+            }
+            for event in events
+        ],
+    }
