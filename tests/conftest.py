@@ -6,7 +6,7 @@ import pytest
 from django.db.backends.base.operations import BaseDatabaseOperations
 from hypothesis import settings as hypothesis_settings
 
-from tests.support import TEST_PII_KEY, triggers_disabled
+from tests.support import triggers_disabled
 
 # The maker-checker rule is off in the tests unless a test turns it on (tests/approvals):
 # the product's default (freeze and close always need a second person) would turn every
@@ -22,9 +22,6 @@ def _no_approval_rule(settings):
     settings.APPROVAL_THRESHOLD_CENTS = None
     settings.APPROVAL_THRESHOLDS = ""
 
-
-# Production-like servers the tests start need a personal-data master key (they inherit it).
-os.environ.setdefault("PII_MASTER_KEYS", TEST_PII_KEY)
 
 # In CI the property tests replay a fixed set of examples, so that a run is reproducible;
 # `make fuzz` and local runs keep exploring new ones.

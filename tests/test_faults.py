@@ -27,7 +27,15 @@ import pytest
 import eventstore as es
 from bank.services import Actor
 from bank.services import accounts as svc
-from tests.support import ROOT, TEST_SIGNING_KEY, manage_env, require, run_manage, start_manage
+from tests.support import (
+    ROOT,
+    TEST_PII_KEY,
+    TEST_SIGNING_KEY,
+    manage_env,
+    require,
+    run_manage,
+    start_manage,
+)
 
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 ACTOR = Actor.system("tests")
@@ -160,6 +168,7 @@ def test_postgres_crashing_under_load_gives_503s_loses_nothing_and_recovers(priv
         DEBUG="false",
         SECRET_KEY="fault-test-only-secret-key-0123456789abcdef",
         EVENTSTORE_SIGNING_KEY=TEST_SIGNING_KEY,
+        PII_MASTER_KEYS=TEST_PII_KEY,
         SECURE_SSL_REDIRECT="false",
         ALLOWED_HOSTS="127.0.0.1",
         CONN_MAX_AGE="60",

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support import TEST_SIGNING_KEY
+from tests.support import TEST_PII_KEY, TEST_SIGNING_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,7 +44,11 @@ def test_debug_gets_a_development_key_and_the_sqlite_file_lives_in_the_project(t
 
 
 def test_without_debug_a_signing_key_is_required_and_must_be_well_formed(tmp_path):
-    base = {"DEBUG": "false", "SECRET_KEY": "a-production-like-key-of-more-than-32-characters"}
+    base = {
+        "DEBUG": "false",
+        "SECRET_KEY": "a-production-like-key-of-more-than-32-characters",
+        "PII_MASTER_KEYS": TEST_PII_KEY,
+    }
     result = _settings(base)
     assert result.returncode != 0
     assert "EVENTSTORE_SIGNING_KEY is not set" in result.stderr
@@ -88,6 +92,7 @@ PRODUCTION = {
     "SECRET_KEY": "a-production-like-key-of-more-than-32-characters-0123456789",
     "ALLOWED_HOSTS": "testserver,bank.example",
     "EVENTSTORE_SIGNING_KEY": TEST_SIGNING_KEY,
+    "PII_MASTER_KEYS": TEST_PII_KEY,
 }
 
 
@@ -379,3 +384,18 @@ def test_a_malformed_maker_checker_rule_stops_the_process_at_start():
             env,
             result.stderr[-400:],
         )
+
+
+def test_without_debug_a_personal_data_master_key_is_required_and_not_the_development_one():
+    base = {k: v for k, v in PRODUCTION.items() if k != "PII_MASTER_KEYS"}
+    result = _settings(base)
+    assert result.returncode != 0
+    assert "PII_MASTER_KEYS is required without DEBUG" in result.stderr
+    assert "personal_data_key --new" in result.stderr
+    from bank.privacy import dev_master_key_text
+
+    result = _settings({**base, "PII_MASTER_KEYS": dev_master_key_text()})
+    assert "development key (id 'dev') is public and refused" in result.stderr
+    result = _settings({**base, "PII_MASTER_KEYS": "k1:c2hvcnQ="})
+    assert "key k1 has 5 bytes, not 32" in result.stderr
+    assert _settings({**base, "PII_MASTER_KEYS": TEST_PII_KEY}).returncode == 0
