@@ -11,7 +11,7 @@ The subject of an account's personal data is the account (its holder).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Unpack
 
 from django.db import transaction
@@ -97,11 +97,21 @@ def erased_subjects(
             on_batch(after, head)
 
 
-def reapply(*, on_batch: Callable[[int, int], None] | None = None) -> list[uuid.UUID]:
+def reapply(
+    *,
+    also: Iterable[uuid.UUID] = (),
+    on_batch: Callable[[int, int], None] | None = None,
+) -> list[uuid.UUID]:
     """Delete again the data key of every subject erased before: a backup restored from
-    before an erasure brings the key back. Returns the subjects whose key was deleted now."""
+    before an erasure brings the key back. Returns the subjects whose key was deleted now.
+
+    Args:
+        also: subjects erased according to a record kept outside this database (the
+            erasure register, or the ``PersonalDataErased`` messages on the event bus): a
+            dump older than an erasure holds neither its event nor the deletion.
+    """
     deleted = []
-    for subject in erased_subjects(on_batch=on_batch):
+    for subject in dict.fromkeys([*erased_subjects(on_batch=on_batch), *also]):
         if PersonalDataKey.objects.filter(subject_id=subject).delete()[0]:
             deleted.append(subject)
     encryption.forget_cached_keys()

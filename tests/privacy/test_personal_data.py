@@ -261,6 +261,17 @@ def test_the_commands_erase_export_reapply_and_make_keys(tmp_path, capsys):
     assert NAME not in out.read_text()
     call_command("erase_personal_data", reapply=True)
     assert "0 data key(s) deleted again" in capsys.readouterr().out
+    # A subject erased according to the register, whose event a restored dump lacks.
+    listed = open_("Listed")
+    register = tmp_path / "erased.txt"
+    register.write_text(f"# erasure register\n{listed.id}\n")
+    call_command("erase_personal_data", reapply=True, subjects=str(register))
+    assert f"deleted again the data key of {listed.id}" in capsys.readouterr().out
+    encryption.forget_cached_keys()
+    assert svc.get_account(listed.id).holder_name == "[erased]"
+    register.write_text("not-an-id\n")
+    with pytest.raises(CommandError, match="line 1: 'not-an-id' is not an account id"):
+        call_command("erase_personal_data", reapply=True, subjects=str(register))
     call_command("personal_data_key", new="k2028")
     printed = capsys.readouterr().out.strip()
     assert privacy.parse_master_keys(printed, debug=False).current == "k2028"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -29,6 +30,12 @@ class Command(BaseCommand):
             action="store_true",
             help="re-erase every subject with a PersonalDataErased event (after a restore)",
         )
+        parser.add_argument(
+            "--subjects",
+            metavar="FILE",
+            help="with --reapply: a file of subject (account) ids, one per line, erased "
+            "according to a register kept outside this database",
+        )
         parser.add_argument("--reason", default="", help="why (required with --account)")
         parser.add_argument(
             "--actor",
@@ -38,8 +45,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["reapply"]:
-            self._reapply(options["verbosity"])
+            self._reapply(options["verbosity"], self._subjects(options["subjects"]))
             return
+        if options["subjects"]:
+            raise CommandError("--subjects goes with --reapply")
         try:
             account_id = uuid.UUID(options["account"])
         except ValueError as exc:
@@ -61,7 +70,29 @@ class Command(BaseCommand):
             )
         )
 
-    def _reapply(self, verbosity: int) -> None:
+    @staticmethod
+    def _subjects(path: str | None) -> list[uuid.UUID]:
+        if not path:
+            return []
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise CommandError(f"--subjects {path}: cannot read it ({exc.strerror})") from exc
+        subjects = []
+        for number, line in enumerate(lines, 1):
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            try:
+                subjects.append(uuid.UUID(text))
+            except ValueError as exc:
+                raise CommandError(
+                    f"--subjects {path}, line {number}: {text!r} is not an account id; "
+                    "nothing was deleted"
+                ) from exc
+        return subjects
+
+    def _reapply(self, verbosity: int, also: list[uuid.UUID]) -> None:
         with progress(
             total=None,
             desc="reading the store",
@@ -73,7 +104,7 @@ class Command(BaseCommand):
                 bar.total = head
                 bar.update(reached - bar.n)
 
-            deleted = personal_data.reapply(on_batch=step)
+            deleted = personal_data.reapply(also=also, on_batch=step)
         for subject in deleted:
             self.stdout.write(f"deleted again the data key of {subject}")
         self.stdout.write(
