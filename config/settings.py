@@ -253,9 +253,12 @@ except ValueError as exc:
 API_DOCS_PUBLIC = env.bool("API_DOCS_PUBLIC", default=True)
 
 REST_FRAMEWORK = {
-    # Token first: the first class decides the 401 challenge, so anonymous requests get 401.
+    # Token first: the first class decides the 401 challenge, so anonymous requests get 401
+    # with WWW-Authenticate: Token. The same DRF tokens are also read as "Bearer <key>", the
+    # word a generated client sends by default.
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
+        "bank.api.authentication.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["bank.api.permissions.BankRolePermission"],
@@ -275,6 +278,8 @@ SPECTACULAR_SETTINGS = {
         "application/problem+json (RFC 9457) with a stable `code`."
     ),
     "VERSION": "1.0.0",
+    # Not published under an open licence; there is no licence text at a URL to link to.
+    "LICENSE": {"name": "Proprietary"},
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -283,6 +288,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "bank.api.schema.forbid_unknown_request_fields",
+        "bank.api.schema.describe_request_bodies",
         "bank.api.schema.blank_text_is_one_schema",
         "bank.api.schema.declare_tags",
     ],

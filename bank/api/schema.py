@@ -13,7 +13,13 @@
 - ``Problem`` documents the problem details with their known codes and typed extras.
 - Text fields that may be blank are one string schema whose pattern admits "" (not a
   ``oneOf`` whose two branches would both match "", which no validator accepts).
-- Token authentication is described as the header it is: ``Authorization: Token <key>``.
+- Token authentication is described as the header it is: ``Authorization: Token <key>``
+  (``tokenAuth``), or the same key as ``Authorization: Bearer <key>`` (``bearerAuth``, an
+  ``http`` ``bearer`` scheme: what a generated client sends by default).
+- Open lists of values (``ProblemCode``, ``TransactionKind``, ``EventType``) are
+  ``anyOf: [enum, string]``: a value newer than a generated client does not break it.
+- Each request body has a description of its own (``REQUEST_BODIES``), never one inherited
+  from a base serializer.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 
+from .authentication import BearerTokenAuthentication
 from .caching import CACHE_CONTROL, VARY
 from .conditional import CONDITION_PATTERN, IF_MATCH, IF_NONE_MATCH
 from .consistency import (
@@ -41,7 +48,13 @@ from .consistency import (
     POSITION_PATTERN,
     PROJECTION_POSITION,
 )
-from .fields import AccountStatusField
+from .fields import (
+    ACCOUNT_EVENT_TYPES,
+    TRANSACTION_KINDS,
+    AccountStatusField,
+    EventTypeField,
+    TransactionKindField,
+)
 from .idempotency import HEADER as IDEMPOTENCY_HEADER
 from .problems import PROBLEM_CODES, PROBLEM_CONTENT_TYPE
 
@@ -66,31 +79,69 @@ class ProblemCodeField(serializers.CharField):
     """The problem's ``code``: one of ``ProblemCode``, or a newer one (see the extension)."""
 
 
-class ProblemCodeFieldExtension(OpenApiSerializerFieldExtension):
-    """``anyOf: [ProblemCode, string]``: the known codes, and room for new ones.
+def open_enum(
+    auto_schema: Any, name: str, values: Any, description: str, field_description: str
+) -> dict[str, Any]:
+    """``anyOf: [<name>, string]``: the known values as a component, and room for new ones.
 
-    Codes are added over time (never renamed); a closed enum would make a generated client
-    fail to read a problem whose code is newer than the client.
+    Values are added over time (never renamed); a closed enum would make a generated client
+    fail to read an answer holding a value newer than the client.
     """
+    component = ResolvedComponent(
+        name=name,
+        type=ResolvedComponent.SCHEMA,
+        object=name,
+        schema={"type": "string", "enum": list(values), "description": description},
+    )
+    auto_schema.registry.register_on_missing(component)
+    return {"anyOf": [component.ref, {"type": "string"}], "description": field_description}
+
+
+class ProblemCodeFieldExtension(OpenApiSerializerFieldExtension):
+    """The problem's ``code``: ``anyOf: [ProblemCode, string]``."""
 
     target_class = ProblemCodeField
 
     def map_serializer_field(self, auto_schema: Any, direction: Any) -> Any:
-        component = ResolvedComponent(
-            name="ProblemCode",
-            type=ResolvedComponent.SCHEMA,
-            object="ProblemCode",
-            schema={
-                "type": "string",
-                "enum": list(PROBLEM_CODES),
-                "description": "the problem codes this version answers",
-            },
+        return open_enum(
+            auto_schema,
+            "ProblemCode",
+            PROBLEM_CODES,
+            "the problem codes this version answers",
+            "stable machine-readable error code (new codes may be added)",
         )
-        auto_schema.registry.register_on_missing(component)
-        return {
-            "anyOf": [component.ref, {"type": "string"}],
-            "description": "stable machine-readable error code (new codes may be added)",
-        }
+
+
+class TransactionKindFieldExtension(OpenApiSerializerFieldExtension):
+    """A transaction's ``kind``: ``anyOf: [TransactionKind, string]``."""
+
+    target_class = TransactionKindField
+
+    def map_serializer_field(self, auto_schema: Any, direction: Any) -> Any:
+        return open_enum(
+            auto_schema,
+            "TransactionKind",
+            TRANSACTION_KINDS,
+            "the kinds of money movement this version records",
+            "the kind of money movement: opening (the opening balance), deposit, withdrawal, "
+            "transfer_in, transfer_out, reversal (undoes an earlier posting); new kinds may "
+            "be added",
+        )
+
+
+class EventTypeFieldExtension(OpenApiSerializerFieldExtension):
+    """An account event's ``event_type``: ``anyOf: [EventType, string]``."""
+
+    target_class = EventTypeField
+
+    def map_serializer_field(self, auto_schema: Any, direction: Any) -> Any:
+        return open_enum(
+            auto_schema,
+            "EventType",
+            ACCOUNT_EVENT_TYPES,
+            "the account event types this version records",
+            "the event's type, which says what data holds; new types may be added",
+        )
 
 
 class ProblemSerializer(serializers.Serializer):
@@ -331,7 +382,7 @@ _CHALLENGE = {
     "WWW-Authenticate": {
         "schema": {"type": "string", "enum": ["Token"]},
         "required": True,
-        "description": "send Authorization: Token <key>",
+        "description": "send Authorization: Token <key> (or Bearer <key>)",
     }
 }
 _RETRY_AFTER = {
@@ -456,15 +507,35 @@ class TokenAuthenticationScheme(OpenApiAuthenticationExtension):
     def get_security_definition(self, auto_schema: Any) -> Any:
         # OpenAPI 3.0 has no way to give an apiKey a prefix, and an http scheme other than
         # basic or bearer is one that Swagger UI cannot send: so an apiKey whose value is
-        # the whole header, with the prefix said in words (and shown to generated clients).
+        # the whole header, with the prefix said in words. The same key is also accepted
+        # as Bearer (bearerAuth), which is what generated clients send by default.
         return {
             "type": "apiKey",
             "in": "header",
             "name": "Authorization",
             "description": "Send `Authorization: Token <key>`: the word Token, one space, "
             "the key (`manage.py drf_create_token <user>`). In Swagger UI's Authorize, "
-            "type `Token <key>`; a generated client sets its token prefix to `Token` "
-            '(openapi-python-client: `AuthenticatedClient(base_url, token=key, prefix="Token")`).',
+            "type `Token <key>` here, or the key alone under bearerAuth: the same key is "
+            "accepted as `Authorization: Bearer <key>`.",
+        }
+
+
+class BearerTokenAuthenticationScheme(OpenApiAuthenticationExtension):
+    """The same DRF token after the word Bearer: an ``http`` ``bearer`` scheme."""
+
+    target_class = BearerTokenAuthentication
+    name = "bearerAuth"
+    priority = 2  # over tokenAuth's, which matches this subclass of DRF's class too
+
+    def get_security_definition(self, auto_schema: Any) -> Any:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "DRF token",
+            "description": "Send `Authorization: Bearer <key>` with the DRF token "
+            "(`manage.py drf_create_token <user>`; an opaque key, not a JWT). A generated "
+            "client's default: openapi-python-client's "
+            "`AuthenticatedClient(base_url, token=key)` sends it as is.",
         }
 
 
@@ -528,4 +599,32 @@ def forbid_unknown_request_fields(result: dict[str, Any], **kwargs: Any) -> dict
     for name, component in result.get("components", {}).get("schemas", {}).items():
         if name.endswith("Request") and component.get("type") == "object":
             component["additionalProperties"] = False
+    return result
+
+
+# What each request body is, for a client author (the models' descriptions). A request body
+# added later without one here has none: never StrictSerializer's, which says nothing of it.
+REQUEST_BODIES = {
+    "OpenAccountRequest": "A new account: the holder's name, the currency (EUR unless "
+    "given) and the opening balance in minor units (0 unless given).",
+    "DepositRequest": "Money in: amount_cents in minor units, and a description for the "
+    "account's history (empty unless given).",
+    "WithdrawRequest": "Money out: amount_cents in minor units, at most the balance (else 422 "
+    "insufficient_funds), and a description for the account's history.",
+    "FreezeRequest": "Why the account is frozen (recorded in its events); a frozen account "
+    "takes no deposit, withdrawal or transfer until it is unfrozen.",
+    "UnfreezeRequest": "Why the frozen account is unfrozen (recorded in its events).",
+    "CloseRequest": "Why the account is closed, for good (recorded in its events); its "
+    "balance must be 0 (else 422 balance_not_zero).",
+    "TransferRequest": "Move amount_cents (minor units) from from_account to to_account: two "
+    "active accounts of one currency; the description goes to both histories.",
+}
+
+
+def describe_request_bodies(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """Each request body's own description (``REQUEST_BODIES``), unless it has one already."""
+    schemas = result.get("components", {}).get("schemas", {})
+    for name, description in REQUEST_BODIES.items():
+        if name in schemas and not schemas[name].get("description"):
+            schemas[name]["description"] = description
     return result

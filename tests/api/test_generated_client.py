@@ -75,9 +75,9 @@ def client(generated, live_server):
     user = User.objects.create_user("generated-teller")
     user.groups.add(Group.objects.get(name="tellers"))
     token = Token.objects.create(user=user).key
-    with generated.AuthenticatedClient(
-        base_url=live_server.url, token=token, prefix="Token"
-    ) as authenticated:
+    # The generated client's defaults: Authorization: Bearer <key>, which the API takes.
+    with generated.AuthenticatedClient(base_url=live_server.url, token=token) as authenticated:
+        assert authenticated.prefix == "Bearer"
         yield authenticated
 
 
@@ -164,7 +164,12 @@ def test_a_generated_client_runs_the_scenario(generated, client, live_server):
     assert isinstance(events, m.EventPage)
     assert (events.count, events.results, events.next_) == (2, [], None)
     first = api("history.accounts_events").sync(account_id=account.id, client=client)
-    assert [e.event_type for e in first.results] == ["AccountOpened", "MoneyDeposited"]
+    assert [e.event_type for e in first.results] == [
+        m.EventType.ACCOUNTOPENED,
+        m.EventType.MONEYDEPOSITED,
+    ]
+    assert all(isinstance(e.event_type, m.EventType) for e in first.results)
+    assert m.TransactionKind("reversal") == "reversal"  # the kinds are an enum too
     listed = api("accounts.accounts_list").sync(client=client, search="")
     assert isinstance(listed, m.AccountPage)
 

@@ -12,6 +12,9 @@ import pytest
 from django.core.management import call_command
 
 from bank.api.problems import PROBLEM_CODES
+from bank.domain import EVENT_TYPES
+from bank.domain.approval import APPROVAL_EVENT_TYPES
+from projections.models import TransactionHistory
 
 pytestmark = pytest.mark.django_db
 
@@ -211,9 +214,92 @@ def test_blank_text_validates_against_the_schema(doc, text):
 
 
 def test_token_authentication_is_described_as_the_header_it_is(doc):
-    token = doc["components"]["securitySchemes"]["tokenAuth"]
+    schemes = doc["components"]["securitySchemes"]
+    token = schemes["tokenAuth"]
     assert (token["type"], token["in"], token["name"]) == ("apiKey", "header", "Authorization")
     assert "Authorization: Token <key>" in token["description"]
+    assert "Bearer <key>" in token["description"]
+    # What a generated client sends by default (openapi-python-client, openapi-generator).
+    bearer = schemes["bearerAuth"]
+    assert (bearer["type"], bearer["scheme"]) == ("http", "bearer")
+    assert "Authorization: Bearer <key>" in bearer["description"]
+    for path, method, op in operations(doc):
+        assert {"tokenAuth", "bearerAuth"} <= {n for s in op["security"] for n in s}, (
+            path,
+            method,
+        )
+
+
+STRICT_SERIALIZER_TEXT = (
+    "A serializer for a JSON object body that refuses fields it does not know."
+)
+
+
+def test_each_request_model_has_its_own_description(doc):
+    """No request model inherits StrictSerializer's docstring; the known ones say what they are."""
+    requests = {
+        name: schema.get("description", "")
+        for name, schema in doc["components"]["schemas"].items()
+        if name.endswith("Request")
+    }
+    described = [text for text in requests.values() if text]
+    assert len(described) == len(set(described)), requests
+    assert not [n for n, text in requests.items() if "refuses fields it does not know" in text]
+    assert STRICT_SERIALIZER_TEXT not in json.dumps(doc)
+    for name in (
+        "OpenAccountRequest",
+        "DepositRequest",
+        "WithdrawRequest",
+        "FreezeRequest",
+        "UnfreezeRequest",
+        "CloseRequest",
+        "TransferRequest",
+    ):
+        assert requests[name], name
+
+
+def test_the_document_names_its_licence(doc):
+    assert doc["info"]["license"] == {"name": "Proprietary"}
+
+
+@pytest.mark.parametrize(
+    ("model", "field", "component", "values"),
+    [
+        (
+            "Transaction",
+            "kind",
+            "TransactionKind",
+            ["opening", "deposit", "withdrawal", "transfer_in", "transfer_out", "reversal"],
+        ),
+        ("Event", "event_type", "EventType", sorted(EVENT_TYPES)),
+    ],
+)
+def test_kinds_and_event_types_are_enums_open_to_newer_values(
+    doc, model, field, component, values
+):
+    """Like ProblemCode: the known values, and any string (a newer server's value)."""
+    schemas = doc["components"]["schemas"]
+    schema = schemas[model]["properties"][field]
+    assert schema["anyOf"] == [
+        {"$ref": f"#/components/schemas/{component}"},
+        {"type": "string"},
+    ]
+    assert schema["description"]
+    assert schemas[component]["enum"] == values
+    assert field in schemas[model]["required"]
+    for value in [*values, "AddedLater"]:
+        jsonschema.validate(value, {**schema, "components": doc["components"]})
+
+
+def test_event_types_are_the_account_streams_only(doc):
+    known = set(doc["components"]["schemas"]["EventType"]["enum"])
+    assert "PostingReversed" in known
+    assert not known & set(APPROVAL_EVENT_TYPES)
+
+
+def test_every_kind_the_projection_writes_is_in_the_enum(doc):
+    known = doc["components"]["schemas"]["TransactionKind"]["enum"]
+    assert {kind for kind, _ in TransactionHistory.KINDS} <= set(known)
 
 
 def test_pages_say_what_a_page_past_the_end_is(doc):
