@@ -8,12 +8,13 @@ The specification's variables choose the exporters: ``OTEL_TRACES_EXPORTER`` and
 ``OTEL_RESOURCE_ATTRIBUTES``. One difference from the specification, kept from the first
 release: with nothing configured (no exporter variable and no OTLP endpoint) nothing is
 installed, so the API's no-op tracer and meter stay in place and nothing tries to connect.
-An OTLP endpoint alone means ``otlp`` for both signals.
+An OTLP endpoint alone means ``otlp`` for every signal, logs included.
 
-``OTEL_LOGS_EXPORTER``: the Python SDK's logs signal is not public API yet (its module is
-marked private), so this project does not use it; log records go to
-standard error, one line each, with the trace and span ids of the span they were written
-in (``TraceIdFilter``), for a collector's file or container log receiver to pick up.
+``OTEL_LOGS_EXPORTER`` (``otlp``, ``console``, ``none``; the same default) adds a handler
+to the root logger, from ``config.otlp_logs``: the Python SDK's logs signal is not public
+API yet, and that module says how it does without it. Whatever it is, log records still go
+to standard error, one line each, with the trace and span ids of the span they were
+written in (``TraceIdFilter``).
 
 Django requests and the ORM's psycopg calls are instrumented; the event store makes the
 database spans of its own statements (``eventstore.telemetry.statements``).
@@ -23,12 +24,16 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics, trace
 
+if TYPE_CHECKING:
+    from opentelemetry.sdk.resources import Resource
+
 _configured = False
-log = logging.getLogger("config.telemetry")
 
 EXPORTERS = ("otlp", "console", "none")
 
@@ -38,15 +43,15 @@ def _env(name: str) -> str:
 
 
 def endpoint_configured(signal: str = "") -> bool:
-    """Whether an OTLP endpoint is set (for one signal: TRACES or METRICS, or either)."""
+    """Whether an OTLP endpoint is set (for one signal: TRACES, METRICS or LOGS, or any)."""
     names = ["OTEL_EXPORTER_OTLP_ENDPOINT"]
-    for one in (signal,) if signal else ("TRACES", "METRICS"):
+    for one in (signal,) if signal else ("TRACES", "METRICS", "LOGS"):
         names.append(f"OTEL_EXPORTER_OTLP_{one}_ENDPOINT")
     return any(_env(name) for name in names)
 
 
 def exporter(signal: str) -> str:
-    """The exporter chosen for a signal (TRACES, METRICS): otlp, console or none.
+    """The exporter chosen for a signal (TRACES, METRICS, LOGS): otlp, console or none.
 
     Unset: ``otlp`` when an OTLP endpoint is configured, else ``none``.
 
@@ -76,13 +81,8 @@ def setup(*, span_exporter: Any = None, metric_reader: Any = None, batch: bool =
         return False
     traces = "given" if span_exporter is not None else exporter("TRACES")
     meters = "given" if metric_reader is not None else exporter("METRICS")
-    if _env("OTEL_LOGS_EXPORTER").lower() not in ("", "none"):
-        log.warning(
-            "OTEL_LOGS_EXPORTER=%s is not supported (the Python SDK's logs are still private "
-            "API); log lines go to standard error with their trace ids",
-            _env("OTEL_LOGS_EXPORTER"),
-        )
-    if traces == "none" and meters == "none":
+    logs = exporter("LOGS")
+    if traces == "none" and meters == "none" and logs == "none":
         return False
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
@@ -115,9 +115,47 @@ def setup(*, span_exporter: Any = None, metric_reader: Any = None, batch: bool =
         else:
             reader = PeriodicExportingMetricReader(_otlp_metric_exporter())
         metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
-    _instrument_libraries(traces=traces != "none")
+    if logs != "none":
+        _install_log_handler(logs, resource)
+    if traces != "none" or meters != "none":
+        _instrument_libraries(traces=traces != "none")
     _configured = True
     return True
+
+
+_log_handler: logging.Handler | None = None
+
+
+def _install_log_handler(kind: str, resource: Resource) -> None:
+    from django.apps import apps
+
+    from config import otlp_logs
+
+    if kind == "console":
+        make: Callable[[], logging.Handler] = partial(otlp_logs.ConsoleHandler, resource)
+    else:
+        make = otlp_logs.otlp_handler(resource, grpc=_grpc("LOGS"))
+
+    def attach() -> None:
+        global _log_handler
+        _log_handler = make()
+        logging.getLogger().addHandler(_log_handler)
+
+    if apps.ready or apps.loading:  # django.setup() has configured logging already
+        attach()
+        return
+    # manage.py, wsgi.py and asgi.py set telemetry up before django.setup(), whose
+    # dictConfig(LOGGING) then closes every handler made so far and empties the root
+    # logger's list. Django sends no signal when its setup is done; the first model class
+    # it prepares comes right after its logging configuration (apps.populate), so the
+    # handler is made and attached then.
+    from django.db.models.signals import class_prepared
+
+    def attach_once(**kwargs: Any) -> None:
+        class_prepared.disconnect(dispatch_uid=__name__)
+        attach()
+
+    class_prepared.connect(attach_once, weak=False, dispatch_uid=__name__)
 
 
 PROTOCOLS = ("http/protobuf", "grpc")
@@ -171,13 +209,17 @@ def _instrument_libraries(*, traces: bool) -> None:
 
 
 def shutdown() -> None:
-    """Flush and stop the exporters (for short-lived commands)."""
+    """Flush and stop the exporters (for short-lived commands); the logs last, with what
+    the others logged while stopping."""
     provider = trace.get_tracer_provider()
     if hasattr(provider, "shutdown"):
         provider.shutdown()
     meter_provider = metrics.get_meter_provider()
     if hasattr(meter_provider, "shutdown"):
         meter_provider.shutdown()
+    if _log_handler is not None:
+        logging.getLogger().removeHandler(_log_handler)
+        _log_handler.close()
 
 
 class TraceIdFilter(logging.Filter):

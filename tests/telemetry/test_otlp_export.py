@@ -6,8 +6,13 @@ import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
@@ -21,19 +26,37 @@ from tests.support import ROOT, manage_env, run_manage
 
 
 class Receiver:
-    """A minimal OTLP/HTTP collector: keeps every decoded request."""
+    """A minimal OTLP/HTTP collector: keeps every decoded request.
 
-    def __init__(self, port: int = 0) -> None:
+    ``log_statuses``: the HTTP statuses to answer the next requests to ``/v1/logs`` with,
+    in turn, before it answers 200 (and keeps the request) again.
+    """
+
+    def __init__(self, port: int = 0, *, log_statuses: tuple[int, ...] = ()) -> None:
         self.traces: list[ExportTraceServiceRequest] = []
         self.metrics: list[ExportMetricsServiceRequest] = []
+        self.logs: list[ExportLogsServiceRequest] = []
         self.paths: list[str] = []
+        self.headers: list[dict[str, str]] = []
+        self.log_statuses = list(log_statuses)
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - the http.server API
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.paths.append(self.path)
-                if self.path == "/v1/traces":
+                receiver.headers.append({k.lower(): v for k, v in self.headers.items()})
+                if self.path == "/v1/logs" and receiver.log_statuses:
+                    self.send_response(receiver.log_statuses.pop(0))
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if self.path == "/v1/logs":
+                    request = ExportLogsServiceRequest()
+                    request.ParseFromString(body)
+                    receiver.logs.append(request)
+                    answer = ExportLogsServiceResponse().SerializeToString()
+                elif self.path == "/v1/traces":
                     request = ExportTraceServiceRequest()
                     request.ParseFromString(body)
                     receiver.traces.append(request)
@@ -82,6 +105,29 @@ class Receiver:
             for metric in scope.metrics
         }
 
+    def log_records(self) -> list[tuple[dict[str, str], str, Any]]:
+        """Each log record received, with its resource's attributes and its scope's name."""
+        return [
+            (
+                {a.key: a.value.string_value for a in resource.resource.attributes},
+                scope.scope.name,
+                record,
+            )
+            for request in list(self.logs)
+            for resource in request.resource_logs
+            for scope in resource.scope_logs
+            for record in scope.log_records
+        ]
+
+    def spans(self) -> list[Any]:
+        return [
+            span
+            for request in list(self.traces)
+            for resource in request.resource_spans
+            for scope in resource.scope_spans
+            for span in scope.spans
+        ]
+
 
 def run_with(tmp_path, *args, otel_env):
     """manage.py on a throw-away SQLite file, with exactly the given OTEL_* variables."""
@@ -122,11 +168,13 @@ class GrpcReceiver:
         from concurrent import futures
 
         import grpc
+        from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
         from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
         from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
         self.traces: list[ExportTraceServiceRequest] = []
         self.metrics: list[ExportMetricsServiceRequest] = []
+        self.logs: list[ExportLogsServiceRequest] = []
         receiver = self
 
         class Traces(trace_service_pb2_grpc.TraceServiceServicer):
@@ -139,9 +187,15 @@ class GrpcReceiver:
                 receiver.metrics.append(request)
                 return ExportMetricsServiceResponse()
 
+        class Logs(logs_service_pb2_grpc.LogsServiceServicer):
+            def Export(self, request, context):  # noqa: N802
+                receiver.logs.append(request)
+                return ExportLogsServiceResponse()
+
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), self.server)
         metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), self.server)
+        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Logs(), self.server)
         self.port = self.server.add_insecure_port("127.0.0.1:0")
 
     def __enter__(self) -> GrpcReceiver:
@@ -153,6 +207,8 @@ class GrpcReceiver:
 
     span_names = Receiver.span_names
     metric_names = Receiver.metric_names
+    log_records = Receiver.log_records
+    spans = Receiver.spans
 
 
 @pytest.mark.parametrize(
