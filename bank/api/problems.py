@@ -25,7 +25,10 @@ from bank.services import errors as service_errors
 from bank.services.errors import (
     AccountDidNotExistYet,
     AccountNotFound,
+    ApprovalNotFound,
     ConcurrencyConflict,
+    DuplicateRequest,
+    PostingNotFound,
     UnreadableStream,
     VersionMismatch,
     VersionNotFound,
@@ -94,6 +97,15 @@ PROBLEM_CODES = (
     domain_errors.BALANCE_NOT_ZERO,
     domain_errors.INVALID_TRANSFER,
     IDEMPOTENCY_KEY_REUSED,
+    # Maker-checker and reversals (issue 21).
+    service_errors.POSTING_NOT_FOUND,
+    service_errors.APPROVAL_NOT_FOUND,
+    service_errors.DUPLICATE_REQUEST,
+    domain_errors.NOT_REVERSIBLE,
+    domain_errors.ALREADY_REVERSED,
+    domain_errors.SELF_APPROVAL,
+    domain_errors.APPROVAL_NOT_PENDING,
+    domain_errors.APPROVAL_EXPIRED,
     THROTTLED,
     INTERNAL_ERROR,
     DATABASE_UNAVAILABLE,
@@ -121,6 +133,11 @@ TITLES = {
 # Titles of codes whose status's title would say something else (a reused key is a 422,
 # but no business rule refused anything).
 CODE_TITLES = {
+    domain_errors.SELF_APPROVAL: "The requester cannot decide their own request",
+    domain_errors.APPROVAL_NOT_PENDING: "The approval request was decided already",
+    domain_errors.APPROVAL_EXPIRED: "The approval request expired",
+    domain_errors.ALREADY_REVERSED: "The posting was reversed already",
+    service_errors.DUPLICATE_REQUEST: "The same command waits for approval already",
     IDEMPOTENCY_KEY_REUSED: "Idempotency-Key already used for another request",
     MIN_POSITION_BEYOND_HEAD: "min_position is beyond the event store's head",
     PROJECTION_LAGGING: "The read model has not reached min_position yet",
@@ -235,6 +252,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         return problem(412, exc.code, str(exc), current_version=exc.current, **expected)
     if isinstance(exc, AccountNotFound | AccountDidNotExistYet | VersionNotFound):
         return problem(404, exc.code, str(exc))
+    if isinstance(exc, PostingNotFound):
+        return problem(404, exc.code, str(exc), event_id=str(exc.event_id))
+    if isinstance(exc, ApprovalNotFound):
+        return problem(404, exc.code, str(exc))
     if isinstance(exc, Http404):
         return problem(404, NOT_FOUND, "no such resource")
     if isinstance(exc, DjangoPermissionDenied):
@@ -253,6 +274,18 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         )
     if isinstance(exc, IdempotencyKeyReused):
         return problem(422, exc.code, str(exc))
+    if isinstance(exc, DuplicateRequest):
+        # The request to approve or reject instead of asking twice.
+        return problem(409, exc.code, str(exc), approval_id=str(exc.pending_id))
+    if isinstance(exc, domain_errors.SelfApproval):
+        # Who may decide, not a rule about the money: no retry by this user can succeed.
+        return problem(403, exc.code, exc.message)
+    if isinstance(exc, domain_errors.ApprovalNotPending):
+        # Its "status" detail would be shadowed by the problem's own (the HTTP status).
+        return problem(409, exc.code, exc.message, approval_status=exc.details.get("status"))
+    if isinstance(exc, domain_errors.ApprovalExpired | domain_errors.AlreadyReversed):
+        # Decided (or done) already: the request's or the posting's state, not a rule.
+        return problem(409, exc.code, exc.message, **_plain_details(exc.details))
     if isinstance(exc, DomainError):
         return problem(422, exc.code, exc.message, **_plain_details(exc.details))
     if isinstance(exc, es.InvalidEventError):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import views
+from . import approvals, views
 
 urlpatterns = [
     path("accounts/", views.AccountCollectionApi.as_view(), name="accounts"),
@@ -31,6 +31,11 @@ urlpatterns = [
         "accounts/<uuid:account_id>/close/", views.AccountCloseApi.as_view(), name="account-close"
     ),
     path(
+        "accounts/<uuid:account_id>/reversals/",
+        approvals.AccountReversalApi.as_view(),
+        name="account-reversals",
+    ),
+    path(
         "accounts/<uuid:account_id>/events/",
         views.AccountEventsApi.as_view(),
         name="account-events",
@@ -41,4 +46,20 @@ urlpatterns = [
         name="account-transactions",
     ),
     path("transfers/", views.TransferCreateApi.as_view(), name="transfers"),
+    path("approvals/", approvals.ApprovalCollectionApi.as_view(), name="approvals"),
+    path(
+        "approvals/<uuid:approval_id>/",
+        approvals.ApprovalDetailApi.as_view(),
+        name="approval",
+    ),
+    path(
+        "approvals/<uuid:approval_id>/approve/",
+        approvals.ApprovalApproveApi.as_view(),
+        name="approval-approve",
+    ),
+    path(
+        "approvals/<uuid:approval_id>/reject/",
+        approvals.ApprovalRejectApi.as_view(),
+        name="approval-reject",
+    ),
 ]

@@ -37,12 +37,23 @@ from .fields import (
     AccountStatusField,
     AmountField,
     CurrencyField,
+    EventTypeField,
     StrictIntegerField,
     StrictSerializer,
     StrictUUIDField,
     TextField,
+    TransactionKindField,
 )
 from .idempotency import read_key, run_idempotent
+from .maker_checker import (
+    APPROVAL_ACCEPTED,
+    APPROVAL_LOCATION,
+    IDEMPOTENCY_REPLAYED,
+    MAKER_CHECKER_PROBLEMS,
+    ApprovalAsk,
+    ask_approval_if_needed,
+    with_approval_location,
+)
 from .pagination import PageQuery, page_of
 from .schema import (
     ACCOUNTS,
@@ -51,7 +62,6 @@ from .schema import (
     EVENT_POSITION_HEADER,
     HISTORY,
     IDEMPOTENCY_KEY,
-    IDEMPOTENCY_REPLAYED,
     IF_MATCH_COMMAND,
     IF_MATCH_READ,
     IF_NONE_MATCH_COMMAND,
@@ -92,7 +102,7 @@ class AccountOutput(serializers.Serializer):
     )
 
 
-def _page_of(item: type[serializers.Serializer], name: str) -> type[serializers.Serializer]:
+def page_schema(item: type[serializers.Serializer], name: str) -> type[serializers.Serializer]:
     """The schema of a page: ``{count, next, previous, results}``."""
     return type(
         name,
@@ -106,7 +116,7 @@ def _page_of(item: type[serializers.Serializer], name: str) -> type[serializers.
     )
 
 
-AccountPage = _page_of(AccountOutput, "AccountPage")
+AccountPage = page_schema(AccountOutput, "AccountPage")
 
 PAGE_PAST_THE_END = (
     " A page past the end is a 200 with no results, the true count, no next, and previous "
@@ -156,13 +166,17 @@ def with_event_position(response: Response, *accounts: str) -> Response:
 
     Args:
         accounts: where the answer's body holds the accounts the command appended to
-            (``""``: the body is the account).
+            (``""``: the body is the account; a list there: each of its accounts).
     """
     if response.status_code not in (200, 201) or consistency.EVENT_POSITION in response:
         return response
     body = response.data
+    held: list[Any] = []
+    for name in accounts:
+        value = body[name] if name else body
+        held.extend(value if isinstance(value, list) else [value])
     try:
-        position = consistency.event_position(*(body[name] if name else body for name in accounts))
+        position = consistency.event_position(*held)
     except (DatabaseError, es.StoreUnavailableError):
         # The command has committed: an error now would invite a retry of a write that
         # happened. The answer goes out without the header (the client can read the
@@ -381,6 +395,13 @@ COMMAND_RESPONSES: dict[Any, Any] = {
     200: AccountOutput,
     **problems(400, 401, 403, 404, 409, 412, 415, 422, 429, 503),
 }
+# The commands that may need a second person's approval (withdraw, freeze, close).
+MAKER_CHECKER_PARAMETERS = [*COMMAND_PARAMETERS, APPROVAL_LOCATION]
+MAKER_CHECKER_RESPONSES: dict[Any, Any] = {
+    200: AccountOutput,
+    202: APPROVAL_ACCEPTED,
+    **problems(400, 401, 403, 404, 409, 412, 415, 422, 429, 503, texts=MAKER_CHECKER_PROBLEMS),
+}
 
 
 class _AccountCommandApi(ApiView):
@@ -391,21 +412,27 @@ class _AccountCommandApi(ApiView):
         request: Request,
         account_id: uuid.UUID,
         call: Callable[..., svc.AccountState],
+        ask: ApprovalAsk | None = None,
     ) -> Response:
-        """Run ``call(expected_version=..., **metadata)`` under the request's conditions."""
+        """Run ``call(expected_version=..., **metadata)`` under the request's conditions,
+        or, when ``ask`` needs a second person's approval, request it instead (202)."""
         preconditions = Preconditions.of(request)
         key = read_key(request)
         metadata = metadata_of(request, key)
-        response = run_idempotent(
-            request,
-            key,
-            lambda: account_response(
+
+        def run() -> Response:
+            asked = None if ask is None else ask_approval_if_needed(ask, preconditions, metadata)
+            if asked is not None:
+                return asked
+            return account_response(
                 preconditions.run(
                     account_id, lambda expected: call(expected_version=expected, **metadata)
                 )
-            ),
-        )
-        return with_event_position(response, "")  # a replayed answer: read back
+            )
+
+        response = run_idempotent(request, key, run)
+        # A replayed answer: its headers read back.
+        return with_approval_location(with_event_position(response, ""))
 
 
 class _MoneyInput(StrictSerializer):
@@ -457,22 +484,35 @@ class AccountWithdrawApi(_AccountCommandApi):
     @extend_schema(
         operation_id="accounts_withdraw",
         summary="Withdraw money",
+        description="Withdraws now (200), or, from the approval threshold of the account's "
+        "currency on, asks for a second person's approval (202, nothing withdrawn yet; the "
+        "description is the request's reason).",
         tags=[COMMANDS],
         request=InputSerializer,
-        parameters=COMMAND_PARAMETERS,
-        responses=COMMAND_RESPONSES,
+        parameters=MAKER_CHECKER_PARAMETERS,
+        responses=MAKER_CHECKER_RESPONSES,
     )
     def post(self, request: Request, account_id: uuid.UUID) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        amount = data.validated_data["amount_cents"]
+        description = data.validated_data["description"]
         return self.command(
             request,
             account_id,
             lambda **kwargs: svc.withdraw(
-                account_id=account_id,
-                amount_cents=data.validated_data["amount_cents"],
-                description=data.validated_data["description"],
-                **kwargs,
+                account_id=account_id, amount_cents=amount, description=description, **kwargs
+            ),
+            ApprovalAsk(
+                "withdraw",
+                account_id,
+                {
+                    "account_id": str(account_id),
+                    "amount_cents": amount,
+                    "description": description,
+                },
+                reason=description,
+                amount_cents=lambda: amount,
             ),
         )
 
@@ -487,19 +527,24 @@ class AccountFreezeApi(_AccountCommandApi):
     @extend_schema(
         operation_id="accounts_freeze",
         summary="Freeze an account",
+        description="Freezes now (200), or, when APPROVAL_ALWAYS names freeze (the default), "
+        "asks for a second person's approval (202, nothing changed yet; the reason is the "
+        "request's reason).",
         tags=[COMMANDS],
         request=InputSerializer,
-        parameters=COMMAND_PARAMETERS,
-        responses=COMMAND_RESPONSES,
+        parameters=MAKER_CHECKER_PARAMETERS,
+        responses=MAKER_CHECKER_RESPONSES,
     )
     def post(self, request: Request, account_id: uuid.UUID) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        reason = data.validated_data["reason"]
         return self.command(
             request,
             account_id,
-            lambda **kwargs: svc.freeze(
-                account_id=account_id, reason=data.validated_data["reason"], **kwargs
+            lambda **kwargs: svc.freeze(account_id=account_id, reason=reason, **kwargs),
+            ApprovalAsk(
+                "freeze", account_id, {"account_id": str(account_id), "reason": reason}, reason
             ),
         )
 
@@ -541,19 +586,24 @@ class AccountCloseApi(_AccountCommandApi):
     @extend_schema(
         operation_id="accounts_close",
         summary="Close an account",
+        description="Closes now (200), or, when APPROVAL_ALWAYS names close (the default), "
+        "asks for a second person's approval (202, nothing changed yet; the reason is the "
+        "request's reason). The balance must be 0 either way.",
         tags=[COMMANDS],
         request=InputSerializer,
-        parameters=COMMAND_PARAMETERS,
-        responses=COMMAND_RESPONSES,
+        parameters=MAKER_CHECKER_PARAMETERS,
+        responses=MAKER_CHECKER_RESPONSES,
     )
     def post(self, request: Request, account_id: uuid.UUID) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        reason = data.validated_data["reason"]
         return self.command(
             request,
             account_id,
-            lambda **kwargs: svc.close(
-                account_id=account_id, reason=data.validated_data["reason"], **kwargs
+            lambda **kwargs: svc.close(account_id=account_id, reason=reason, **kwargs),
+            ApprovalAsk(
+                "close", account_id, {"account_id": str(account_id), "reason": reason}, reason
             ),
         )
 
@@ -581,9 +631,12 @@ class TransferCreateApi(ApiView):
         operation_id="transfers_create",
         summary="Transfer money",
         description="Moves money between two active accounts of one currency, both or "
-        "neither. If-Match and If-None-Match are refused here (400 "
-        "precondition_not_supported): a transfer changes two accounts, and pinning one of "
-        "them is not supported yet; send Idempotency-Key to retry safely.",
+        "neither (200), or, from the approval threshold of their currency on, asks for a "
+        "second person's approval (202, nothing moved yet; the request's command holds the "
+        "transfer_id the transfer will have; the description is its reason). If-Match and "
+        "If-None-Match are refused here (400 precondition_not_supported): a transfer changes "
+        "two accounts, and pinning one of them is not supported yet; send Idempotency-Key "
+        "to retry safely.",
         tags=[TRANSFERS],
         request=InputSerializer,
         parameters=[
@@ -591,10 +644,12 @@ class TransferCreateApi(ApiView):
             X_CORRELATION_ID,
             IDEMPOTENCY_REPLAYED,
             EVENT_POSITION_HEADER,
+            APPROVAL_LOCATION,
         ],
         responses={
             200: OutputSerializer,
-            **problems(400, 401, 403, 404, 409, 415, 422, 429, 503),
+            202: APPROVAL_ACCEPTED,
+            **problems(400, 401, 403, 404, 409, 415, 422, 429, 503, texts=MAKER_CHECKER_PROBLEMS),
         },
     )
     def post(self, request: Request) -> Response:
@@ -609,11 +664,32 @@ class TransferCreateApi(ApiView):
         metadata = metadata_of(request, key)  # before a replay, so that it is checked too
 
         def transfer() -> Response:
+            source, target = data.validated_data["from_account"], data.validated_data["to_account"]
+            amount = data.validated_data["amount_cents"]
+            description = data.validated_data["description"]
+            asked = ask_approval_if_needed(
+                ApprovalAsk(
+                    "transfer",
+                    source,
+                    {
+                        "from_account": str(source),
+                        "to_account": str(target),
+                        "amount_cents": amount,
+                        "description": description,
+                    },
+                    reason=description,
+                    amount_cents=lambda: amount,
+                ),
+                Preconditions(),  # refused above
+                metadata,
+            )
+            if asked is not None:
+                return asked
             result = svc.transfer(
-                from_account=data.validated_data["from_account"],
-                to_account=data.validated_data["to_account"],
-                amount_cents=data.validated_data["amount_cents"],
-                description=data.validated_data["description"],
+                from_account=source,
+                to_account=target,
+                amount_cents=amount,
+                description=description,
                 **metadata,
             )
             response = Response(
@@ -629,8 +705,10 @@ class TransferCreateApi(ApiView):
             return response
 
         # A replayed answer has no header of its own: it is read back then.
-        return with_event_position(
-            run_idempotent(request, key, transfer), "from_account", "to_account"
+        return with_approval_location(
+            with_event_position(
+                run_idempotent(request, key, transfer), "from_account", "to_account"
+            )
         )
 
 
@@ -642,7 +720,7 @@ class EventOutput(serializers.Serializer):
     event_id = serializers.UUIDField()
     position = serializers.IntegerField()
     version = serializers.IntegerField()
-    event_type = serializers.CharField()
+    event_type = EventTypeField()
     schema_version = serializers.IntegerField()
     data = serializers.JSONField()  # type: ignore[assignment]  # the event's field name
     metadata = serializers.JSONField()
@@ -660,7 +738,7 @@ class AccountEventsApi(ApiView):
         tags=[HISTORY],
         parameters=[PageQuery],
         responses={
-            200: _page_of(EventOutput, "EventPage"),
+            200: page_schema(EventOutput, "EventPage"),
             **problems(400, 401, 403, 404, 429, 503),
         },
     )
@@ -689,7 +767,7 @@ class AccountEventsApi(ApiView):
 @extend_schema_serializer(component_name="Transaction")
 class TransactionOutput(serializers.Serializer):
     version = serializers.IntegerField()
-    kind = serializers.CharField()
+    kind = TransactionKindField()
     amount_cents = serializers.IntegerField(
         help_text="the balance's change in minor units: negative for money out "
         "(withdrawal, transfer_out), so balance_after_cents is the previous row's plus it"
@@ -715,7 +793,7 @@ class AccountTransactionsApi(ApiView):
         tags=[HISTORY],
         parameters=[PageQuery, *READ_MODEL_PARAMETERS],
         responses={
-            200: _page_of(TransactionOutput, "TransactionPage"),
+            200: page_schema(TransactionOutput, "TransactionPage"),
             **problems(400, 401, 403, 404, 429, 503, texts=READ_MODEL_PROBLEMS),
         },
     )

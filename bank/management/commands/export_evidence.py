@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -13,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 import eventstore as es
 from bank.domain import Account
+from bank.files import write_atomically
 from bank.services import accounts as svc
 from eventstore import EventStoreError
 
@@ -61,7 +60,7 @@ class Command(BaseCommand):
             )
         except EventStoreError as exc:
             raise CommandError(f"cannot export account {account_id}: {exc}") from exc
-        _write_atomically(out, json.dumps(pack, indent=2, ensure_ascii=False) + "\n")
+        write_atomically(out, json.dumps(pack, indent=2, ensure_ascii=False) + "\n")
         if options["verbosity"] >= 1:
             sealed = pack["sealed_through"]
             self.stdout.write(
@@ -76,17 +75,3 @@ class Command(BaseCommand):
                 f"verify it with the README's script: python verify_evidence.py {out} (and "
                 "compare its keys with `python manage.py signing_key --public`)"
             )
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that a reader sees the old file or the whole new one."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from bank.management.commands.export_evidence import _write_atomically
+from bank.files import write_atomically
 from bank.services import personal_data
 from bank.services.errors import ServiceError
 
@@ -38,7 +38,7 @@ class Command(BaseCommand):
             held = personal_data.export(account_id)
         except ServiceError as exc:
             raise CommandError(str(exc)) from exc
-        _write_atomically(out, json.dumps(held, indent=2, ensure_ascii=False) + "\n")
+        write_atomically(out, json.dumps(held, indent=2, ensure_ascii=False) + "\n")
         self.stdout.write(
             self.style.SUCCESS(
                 f"wrote the personal data held about account {account_id} "
