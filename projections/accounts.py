@@ -5,20 +5,24 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Sequence
 
-from django.db.models import OuterRef, Subquery
+from django.db.models import OuterRef, Q, Subquery
 
 from bank.domain import (
+    ERASED_NAME,
     EVENT_TYPES,
     STREAM_TYPE,
     AccountEvent,
     AccountOpened,
     MoneyDeposited,
     MoneyWithdrawn,
+    PersonalDataErased,
+    PostingReversed,
     TransferReceived,
     TransferSent,
     balance_change,
     status_after,
 )
+from bank.services import encryption
 from eventstore import RecordedEvent
 
 from .base import Projection, ProjectionError, insert_rows
@@ -55,6 +59,8 @@ def transaction_kind(event: AccountEvent) -> str | None:
             return "transfer_in"
         case TransferSent():
             return "transfer_out"
+        case PostingReversed():
+            return "reversal"
         case _:
             return None
 
@@ -71,7 +77,15 @@ def _gap(projection: str, event: RecordedEvent, have: int) -> ProjectionError:
 class BalanceProjection(Projection):
     name = "balances"
     models = (AccountBalance,)
-    _fields = ("holder_name", "balance_cents", "status", "version", "updated_at", "last_position")
+    _fields = (
+        "holder_name",
+        "holder_search",
+        "balance_cents",
+        "status",
+        "version",
+        "updated_at",
+        "last_position",
+    )
 
     def handle(self, events: Sequence[RecordedEvent]) -> None:
         relevant = [e for e in events if e.stream_type == STREAM_TYPE]
@@ -95,10 +109,13 @@ class BalanceProjection(Projection):
                 raise _gap(self.name, event, have)
             change = decoded(event)
             if isinstance(change, AccountOpened):
+                # The stored name is a token under the holder's data key: the read model
+                # keeps it readable (and searchable) until the holder is erased.
+                name = encryption.reveal(change.holder_name, "holder_name")
                 row = AccountBalance(
                     account_id=event.stream_id,
-                    holder_name=change.holder_name,
-                    holder_search=search_key(change.holder_name),
+                    holder_name=name,
+                    holder_search=search_key(name) if name != ERASED_NAME else "",
                     currency=change.currency,
                     balance_cents=0,
                     status="",
@@ -115,6 +132,8 @@ class BalanceProjection(Projection):
             if change is not None:
                 row.balance_cents += balance_change(change)
                 row.status = status_after(change) or row.status
+                if isinstance(change, PersonalDataErased):
+                    row.holder_name, row.holder_search = ERASED_NAME, ""
             row.version = event.version
             row.updated_at = event.occurred_at
             row.last_position = event.position
@@ -131,6 +150,19 @@ class BalanceProjection(Projection):
 
 
 class HistoryProjection(Projection):
+    """One row per money movement, reversals included.
+
+    A ``PostingReversed`` adds a row of kind ``reversal`` (its signed amount, the balance
+    after it, the reason as description, the transfer id, the original's counterparty and
+    ``reverses_version``) and sets ``reversed_by_version`` on the original's row. That
+    update is what keeps "reversed by v57" a column rather than a self-join in every reader
+    (the timeline, its filter hiding reversed pairs, the CSV); it stays deterministic
+    because the original and its reversal are in one stream, so the original's row is
+    always written first (earlier, or earlier in the same batch, where the value goes into
+    the row before it is inserted), and the value comes from the reversal event alone.
+    Live following, redelivery and a rebuild therefore end with equal rows.
+    """
+
     name = "transactions"
     models = (TransactionHistory,)
     columns = (
@@ -145,7 +177,11 @@ class HistoryProjection(Projection):
         "actor",
         "occurred_at",
         "position",
+        "reverses_version",
+        "reversed_by_version",
     )
+    _counterparty = columns.index("counterparty")
+    _reversed_by = columns.index("reversed_by_version")
 
     def handle(self, events: Sequence[RecordedEvent]) -> None:
         relevant = [e for e in events if e.stream_type == STREAM_TYPE]
@@ -164,7 +200,10 @@ class HistoryProjection(Projection):
             account_id__in=ids, version=Subquery(newest)
         ).values_list("account_id", "version", "balance_after_cents"):
             latest[account_id.int], balances[account_id.int] = version, balance
-        new_rows = []
+        stored = self._reversed_originals(relevant, latest)
+        new_rows: list[list[object]] = []
+        written: dict[tuple[int, int], list[object]] = {}  # this batch's rows, by version
+        marks: list[tuple[RecordedEvent, int]] = []  # stored originals to mark reversed
         for event in relevant:
             key = event.stream_id.int
             if event.version <= latest.get(key, 0):
@@ -182,19 +221,60 @@ class HistoryProjection(Projection):
             counterparty = getattr(change, "to_account", None) or getattr(
                 change, "from_account", None
             )
-            new_rows.append(
-                (
-                    event.stream_id,
-                    event.version,
-                    kind,
-                    delta,  # signed, as the admin and its CSV show it: money out is negative
-                    after,
-                    getattr(change, "description", ""),
-                    counterparty,
-                    getattr(change, "transfer_id", None),
-                    str(actor.get("username", ""))[:150],
-                    event.occurred_at,
-                    event.position,
-                )
-            )
+            reverses = None
+            description = getattr(change, "description", "")
+            if isinstance(change, PostingReversed):
+                reverses, description = change.reversed_version, change.reason
+                original = written.get((key, reverses))
+                if original is not None:
+                    original[self._reversed_by] = event.version  # not inserted yet
+                    counterparty = original[self._counterparty]
+                else:
+                    marks.append((event, reverses))
+                    counterparty = stored.get((key, reverses))
+            row: list[object] = [
+                event.stream_id,
+                event.version,
+                kind,
+                delta,  # signed, as the admin and its CSV show it: money out is negative
+                after,
+                description,
+                counterparty,
+                getattr(change, "transfer_id", None),
+                str(actor.get("username", ""))[:150],
+                event.occurred_at,
+                event.position,
+                reverses,
+                None,
+            ]
+            new_rows.append(row)
+            written[(key, event.version)] = row
         insert_rows(TransactionHistory, self.columns, new_rows)
+        for event, reverses in marks:
+            TransactionHistory.objects.filter(account_id=event.stream_id, version=reverses).update(
+                reversed_by_version=event.version
+            )
+
+    @staticmethod
+    def _reversed_originals(
+        events: Sequence[RecordedEvent], latest: dict[int, int]
+    ) -> dict[tuple[int, int], object]:
+        """The counterparties of the stored rows this batch's reversals undo (a transfer's
+        reversal names the same other account as the transfer)."""
+        wanted = Q()
+        for event in events:
+            if (
+                event.event_type == PostingReversed.event_type
+                and event.version > latest.get(event.stream_id.int, 0)
+                and isinstance(change := decoded(event), PostingReversed)
+                and change.reversed_version <= latest.get(event.stream_id.int, 0)
+            ):
+                wanted |= Q(account_id=event.stream_id, version=change.reversed_version)
+        if not wanted:
+            return {}
+        return {
+            (account_id.int, version): counterparty
+            for account_id, version, counterparty in TransactionHistory.objects.filter(
+                wanted
+            ).values_list("account_id", "version", "counterparty")
+        }

@@ -52,7 +52,16 @@ class AccountBalance(models.Model):
 
 
 class TransactionHistory(models.Model):
-    """One row per money movement on an account, with the balance after it."""
+    """One row per money movement on an account, with the balance after it.
+
+    A reversal (``PostingReversed``) is a row of its own, kind ``reversal``, whose
+    ``reverses_version`` names the posting it undoes (in the same account); that posting's
+    row gets ``reversed_by_version`` when the reversal is applied. That one update is the
+    only write to a stored row: it is keyed by (account, version), sets a value derived from
+    the reversal event alone, and happens in the reversal's own batch, so a follower that
+    redelivers it, a rebuild that replays it, and any batch size all end with the same rows
+    (the pair is in one stream, so the original is always applied first).
+    """
 
     KINDS = [
         ("opening", "opening balance"),
@@ -60,6 +69,7 @@ class TransactionHistory(models.Model):
         ("withdrawal", "withdrawal"),
         ("transfer_in", "transfer in"),
         ("transfer_out", "transfer out"),
+        ("reversal", "reversal"),
     ]
 
     id = models.BigAutoField(primary_key=True)
@@ -76,6 +86,10 @@ class TransactionHistory(models.Model):
     actor = models.CharField(max_length=150, blank=True)
     occurred_at = models.DateTimeField()
     position = models.BigIntegerField()
+    # A reversal's row: the version of the posting it undoes ("reverses v48").
+    reverses_version = models.PositiveIntegerField(null=True, blank=True)
+    # A reversed posting's row: the version of its reversal ("reversed by v57").
+    reversed_by_version = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         db_table = "read_transaction_history"

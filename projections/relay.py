@@ -8,8 +8,8 @@ the event id as ``Nats-Msg-Id``, so JetStream's duplicate window drops what a re
 sends again: consumers see each event once. The ``traceparent`` of the command that wrote
 the event travels in the headers.
 
-At start the relay checks that its stream's subjects cover every subject it publishes the
-account events to, and that the server accepts the stream (created, or updated to these
+At start the relay checks that its stream's subjects cover every subject it publishes to
+(the accounts' events, reversals included, and the maker-checker requests'), and that the server accepts the stream (created, or updated to these
 subjects); either refusal is a :class:`RelayConfigError`, which waiting does not fix. An
 event the broker refuses (its subject outside the stream's, a message over the server's
 ``max_payload``, a refusal by JetStream) is counted against it, and parked once it has
@@ -33,6 +33,7 @@ from django.db import transaction
 
 import eventstore as es
 from bank.domain import EVENT_TYPES, STREAM_TYPE
+from bank.domain.approval import APPROVAL_EVENT_TYPES, APPROVAL_STREAM_TYPE
 
 from .follower import DEFAULT_ATTEMPTS, Failure, Parking, Retried, describe
 from .models import Checkpoint, DeadLetter
@@ -96,9 +97,22 @@ def subject_for(event: es.RecordedEvent, prefix: str = "") -> str:
     return f"{prefix}{event.stream_type}.{event.event_type}"
 
 
+# Every stream type this release writes, and its event types: the relay publishes them all
+# (``bank.account.PostingReversed``, ``bank.approval.ApprovalGranted``, ...).
+PUBLISHED_TYPES: dict[str, tuple[str, ...]] = {
+    STREAM_TYPE: tuple(EVENT_TYPES),
+    APPROVAL_STREAM_TYPE: tuple(APPROVAL_EVENT_TYPES),
+}
+
+
 def published_subjects(prefix: str = "") -> list[str]:
-    """The subjects the relay publishes this release's account events to."""
-    return sorted(f"{prefix}{STREAM_TYPE}.{event_type}" for event_type in EVENT_TYPES)
+    """The subjects the relay publishes this release's events to: the accounts' and the
+    maker-checker requests' (``<prefix><stream type>.<event type>``)."""
+    return sorted(
+        f"{prefix}{stream_type}.{event_type}"
+        for stream_type, event_types in PUBLISHED_TYPES.items()
+        for event_type in event_types
+    )
 
 
 def subjects_overlap(a: str, b: str) -> bool:
@@ -247,7 +261,8 @@ class Relay:
         from nats.js.errors import BadRequestError
 
         self.nc = await nats.connect(
-            servers=[self.config.url],
+            # NATS_URL may list a cluster's servers, comma-separated: a connect tries each.
+            servers=[url.strip() for url in self.config.url.split(",") if url.strip()],
             connect_timeout=2,
             allow_reconnect=False,  # the relay's own loop reconnects, with backoff
             # One try per connect: nats-py otherwise retries an absent server for minutes

@@ -173,8 +173,8 @@ def request(
     view = preview_of(planned)
     if view.refusal is not None:
         raise view.refusal
-    fingerprint = _fingerprint(kind, command)
-    expire_due(clock=clock, fingerprint=fingerprint)
+    the_fingerprint = fingerprint(kind, command)
+    expire_due(clock=clock, fingerprint=the_fingerprint)
     expires_at = now + policy().ttl
     approval = Approval.request(
         uuid.uuid4(),
@@ -185,10 +185,10 @@ def request(
         reason=reason,
         expires_at=expires_at,
     )
-    context = CommandContext(actor=actor, correlation_id=correlation_id, clock=clock)
+    context = CommandContext(actor=actor, correlation_id=correlation_id, clock=lambda: now)
     try:
         with transaction.atomic():
-            result = _append(approval, 0, context, "request_approval")
+            result = _append(approval, 0, context, "request_approval", now)
             ApprovalRequest.objects.create(
                 id=approval.id,
                 kind=kind,
@@ -202,13 +202,13 @@ def request(
                 requested_at=now,
                 expires_at=expires_at,
                 status=PENDING,
-                fingerprint=fingerprint,
+                fingerprint=the_fingerprint,
                 version=approval.version,
                 position=max(result.positions),
             )
     except IntegrityError as exc:
         pending = (
-            ApprovalRequest.objects.filter(fingerprint=fingerprint, status=PENDING)
+            ApprovalRequest.objects.filter(fingerprint=the_fingerprint, status=PENDING)
             .values_list("id", flat=True)
             .first()
         )
@@ -254,7 +254,7 @@ def approve(
 
     def record_decision() -> list[es.StreamAppend]:
         current: Approval = decided["approval"]
-        return [_stream_append(current, decided["head"], clock, actor)]
+        return [_stream_append(current, decided["head"], now, actor)]
 
     requester = approval.requested_by
     context = CommandContext(
@@ -264,7 +264,7 @@ def approve(
             auth=str(requester.get("auth", "system")),
         ),
         causation_id=requested_event,
-        clock=clock,
+        clock=lambda: now,  # the command's events occur when the approval does
         approval={"id": str(approval_id), "approved_by": actor.to_metadata()},
     )
     with command_span(planned.command, planned.account_ids[0], None, planned.amount_cents) as span:
@@ -300,7 +300,7 @@ def reject(
         try:
             with transaction.atomic():
                 result = _append(
-                    approval, head, CommandContext(actor=actor, clock=clock), "reject"
+                    approval, head, CommandContext(actor=actor, clock=clock), "reject", now
                 )
                 _index(approval, now, max(result.positions))
         except es.ConcurrencyError:
@@ -414,14 +414,15 @@ def _expire(approval: Approval, now: datetime) -> None:
     head = approval.version
     approval.expire(now=now)
     with transaction.atomic():
-        result = _append(approval, head, CommandContext(actor=Actor.system("expiry")), "expire")
+        result = _append(
+            approval, head, CommandContext(actor=Actor.system("expiry")), "expire", now
+        )
         _index(approval, now, max(result.positions))
 
 
 def _stream_append(
-    approval: Approval, head: int, clock: Clock, actor: Actor | None = None
+    approval: Approval, head: int, occurred_at: datetime, actor: Actor | None = None
 ) -> es.StreamAppend:
-    occurred_at = clock()
     return es.StreamAppend(
         stream_id=approval.id,
         stream_type=APPROVAL_STREAM_TYPE,
@@ -441,10 +442,16 @@ def _stream_append(
 
 
 def _append(
-    approval: Approval, head: int, context: CommandContext, command: str
+    approval: Approval,
+    head: int,
+    context: CommandContext,
+    command: str,
+    occurred_at: datetime,
 ) -> es.AppendResult:
+    """Append the request's new events, occurring at ``occurred_at`` (the time its queue
+    row records too, so a rebuilt queue equals the one written live)."""
     return es.append_streams(
-        [_stream_append(approval, head, context.clock)],
+        [_stream_append(approval, head, occurred_at)],
         metadata=context.metadata(command),
     )
 
@@ -464,9 +471,9 @@ def _index(approval: Approval, now: datetime, position: int) -> None:
     )
 
 
-def _fingerprint(kind: str, command: dict[str, Any]) -> str:
-    """What makes two requests "the same command": the kind and the arguments (a
-    transfer's generated id aside)."""
+def fingerprint(kind: str, command: dict[str, Any]) -> str:
+    """The queue's key for "the same command" (one pending request per key): the kind
+    and the arguments, a transfer's generated id aside."""
     same = {key: value for key, value in command.items() if key != "transfer_id"}
     text = json.dumps([kind, same], sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
@@ -478,6 +485,7 @@ __all__ = [
     "Preview",
     "approve",
     "expire_due",
+    "fingerprint",
     "get",
     "needs_approval",
     "plan",

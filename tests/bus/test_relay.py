@@ -28,11 +28,17 @@ from django.core.management import CommandError, call_command
 
 import eventstore as es
 from bank.domain import DomainError
-from bank.services import Actor
+from bank.services import Actor, approvals, reversals
 from bank.services import accounts as svc
 from projections import runner
 from projections.models import Checkpoint, DeadLetter
-from projections.relay import BusConfig, Relay
+from projections.relay import (
+    BusConfig,
+    Relay,
+    RelayConfigError,
+    check_subjects,
+    published_subjects,
+)
 from tests.projections.helpers import bulk_store, wait_until
 from tests.support import database_url, manage_env, now, require, run_threads, start_manage
 
@@ -148,8 +154,9 @@ def _assert_each_event_once_in_order(config: BusConfig) -> list[dict]:
     assert ids == [str(e.event_id) for e in stored], "the stream is not the global order"
     for message in messages:
         assert message["body"]["event_id"] == message["headers"]["Nats-Msg-Id"]
+        body = message["body"]
         assert message["subject"] == (
-            f"{config.subject_prefix}bank.account.{message['body']['event_type']}"
+            f"{config.subject_prefix}{body['stream_type']}.{body['event_type']}"
         )
     versions = collections.defaultdict(list)
     for message in messages:
@@ -613,3 +620,95 @@ def test_a_relay_stopped_before_it_could_publish_says_so_and_exits_non_zero():
     assert relay.returncode != 0
     assert "stopped before it could publish" in "".join(lines)
     assert "stopped cleanly" not in out
+
+
+# --- reversals and maker-checker requests (issue 21) -----------------------------------------
+
+MAKER = Actor(username="maker", user_id=7, auth="token")
+CHECKER = Actor(username="checker", user_id=8, auth="token")
+
+
+def test_the_default_subjects_cover_reversals_and_the_approval_streams(settings):
+    from config import settings as defaults
+
+    subjects = published_subjects()
+    assert "bank.account.PostingReversed" in subjects
+    for event_type in ("ApprovalRequested", "ApprovalGranted", "ApprovalRejected"):
+        assert f"bank.approval.{event_type}" in subjects
+    assert "bank.approval.ApprovalExpired" in subjects
+    assert published_subjects("acme.") == [f"acme.{s}" for s in subjects]
+    settings.NATS_URL = "nats://127.0.0.1:4222"
+    settings.NATS_SUBJECTS = defaults.NATS_SUBJECTS  # bank.> unless NATS_SUBJECTS says else
+    check_subjects(BusConfig.from_settings())  # no RelayConfigError
+    settings.NATS_SUBJECTS = ["bank.account.>"]
+    with pytest.raises(RelayConfigError, match=r"do not cover 4 subject\(s\).*bank\.approval\."):
+        check_subjects(BusConfig.from_settings())
+
+
+def test_reversals_and_approval_events_are_published_once_each_in_order(bus, settings):
+    settings.APPROVAL_ALWAYS = "close"
+    settings.APPROVAL_THRESHOLD_CENTS = 1_000
+    a = svc.open_account(holder_name="Pub A", initial_balance_cents=5_000, actor=MAKER)
+    b = svc.open_account(holder_name="Pub B", actor=MAKER)
+    svc.transfer(from_account=a.id, to_account=b.id, amount_cents=300, actor=MAKER)
+    sent = svc.account_events(a.id)[-1]
+    reversals.reverse_posting(
+        account_id=a.id, event_id=sent.event_id, reason="wrong payee", actor=MAKER
+    )
+    request = approvals.request(
+        "withdraw",
+        command={"account_id": str(a.id), "amount_cents": 2_000, "description": "car"},
+        actor=MAKER,
+        reason="at the desk",
+    )
+    approvals.approve(request.id, actor=CHECKER, note="ID seen")
+    rejected = approvals.request(
+        "close", command={"account_id": str(b.id), "reason": "moved"}, actor=MAKER
+    )
+    approvals.reject(rejected.id, actor=CHECKER, reason="not empty")
+    relay = Relay(bus, batch_size=3)  # an approval's append (command + decision) comes whole
+    try:
+        while relay.run_once():
+            pass
+    finally:
+        relay.shutdown()
+    messages = _assert_each_event_once_in_order(bus)
+    assert _relay_checkpoint(bus) == es.head_position()
+    assert not _parked(bus)
+    by_type = collections.defaultdict(list)
+    for message in messages:
+        by_type[message["subject"].removeprefix(bus.subject_prefix)].append(message)
+    reversed_a, reversed_b = by_type["bank.account.PostingReversed"]
+    assert {reversed_a["body"]["stream_id"], reversed_b["body"]["stream_id"]} == {
+        str(a.id),
+        str(b.id),
+    }
+    body = next(m["body"] for m in (reversed_a, reversed_b) if m["body"]["stream_id"] == str(a.id))
+    assert body["data"] == {
+        "reversed_event_id": str(sent.event_id),
+        "reversed_version": sent.version,
+        "reversed_event_type": "TransferSent",
+        "amount_cents": 300,
+        "balance_change_cents": 300,
+        "reason": "wrong payee",
+        "transfer_id": sent.data["transfer_id"],
+    }
+    assert body["metadata"]["actor"]["username"] == "maker"
+    (requested, other_request) = by_type["bank.approval.ApprovalRequested"]
+    assert requested["body"]["stream_type"] == "bank.approval"
+    assert requested["body"]["stream_id"] == str(request.id)
+    assert requested["body"]["data"]["kind"] == "withdraw"
+    assert requested["body"]["data"]["command"]["amount_cents"] == 2_000
+    assert requested["body"]["data"]["requested_by"]["username"] == "maker"
+    (granted,) = by_type["bank.approval.ApprovalGranted"]
+    assert granted["body"]["data"]["decided_by"]["username"] == "checker"
+    assert granted["body"]["metadata"]["actor"]["username"] == "checker"
+    (withdrawn,) = by_type["bank.account.MoneyWithdrawn"]
+    assert withdrawn["body"]["metadata"]["approval"]["id"] == str(request.id)
+    assert withdrawn["body"]["metadata"]["causation_id"] == requested["body"]["event_id"]
+    # The command and its approval: one append, neighbours on the bus as in the store (in
+    # the store's order over the append's streams, by stream id: either may come first).
+    assert abs(granted["seq"] - withdrawn["seq"]) == 1
+    (refused,) = by_type["bank.approval.ApprovalRejected"]
+    assert refused["body"]["data"]["reason"] == "not empty"
+    assert refused["body"]["stream_id"] == other_request["body"]["stream_id"]
