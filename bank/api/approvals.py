@@ -25,16 +25,20 @@ from bank.services.errors import AccountNotFound, PostingNotFound
 
 from . import consistency
 from .conditional import Preconditions
-from .fields import StrictSerializer, StrictUUIDField, TextField
+from .fields import (
+    ApprovalKindField,
+    ApprovalStatusField,
+    StrictSerializer,
+    StrictUUIDField,
+    TextField,
+)
 from .idempotency import read_key, run_idempotent
 from .maker_checker import (
     APPROVAL_ACCEPTED,
     APPROVAL_LOCATION,
     IDEMPOTENCY_REPLAYED,
     ApprovalAsk,
-    ApprovalKindField,
     ApprovalOutput,
-    ApprovalStatusField,
     approval_response,
     ask_approval_if_needed,
     with_approval_location,
@@ -42,6 +46,7 @@ from .maker_checker import (
 from .pagination import PageQuery, page_of
 from .permissions import DecideApprovalPermission
 from .schema import (
+    APPROVALS,
     COMMANDS,
     EVENT_POSITION_HEADER,
     IDEMPOTENCY_KEY,
@@ -59,9 +64,6 @@ from .views import (
     page_schema,
     with_event_position,
 )
-
-# Until the document has a tag of its own for them, the approval operations are commands.
-APPROVALS_TAG = COMMANDS
 
 APPROVAL_PROBLEMS = {
     403: "the role may not decide requests (permission_denied: approvers only), or the "
@@ -101,7 +103,7 @@ class ApprovalCollectionApi(ApiView):
         description="The maker-checker requests, oldest first: ?status=pending is what "
         "waits for an approver. A request past its time to live is recorded as expired "
         "before it is shown, never listed as pending." + PAGE_PAST_THE_END,
-        tags=[APPROVALS_TAG],
+        tags=[APPROVALS],
         parameters=[ListQuery],
         responses={
             200: page_schema(ApprovalOutput, "ApprovalPage"),
@@ -138,7 +140,7 @@ class ApprovalDetailApi(ApiView):
         summary="Read an approval request",
         description="The request and what became of it: pending, approved (the command ran: "
         "position is where), rejected (decision_reason says why) or expired.",
-        tags=[APPROVALS_TAG],
+        tags=[APPROVALS],
         responses={
             200: ApprovalOutput,
             **problems(401, 403, 404, 429, 503, texts={404: APPROVAL_PROBLEMS[404]}),
@@ -180,7 +182,7 @@ class ApprovalApproveApi(ApiView):
         "rule now (insufficient_funds, account_not_active, ...: 422) nothing is recorded "
         "and the request stays pending. A retried approval is 409 approval_not_pending "
         "(GET the request to see who decided).",
-        tags=[APPROVALS_TAG],
+        tags=[APPROVALS],
         request=InputSerializer,
         parameters=DECISION_PARAMETERS,
         responses={
@@ -214,7 +216,7 @@ class ApprovalRejectApi(ApiView):
         summary="Reject a request",
         description="An approver (bank.decide_approval) who did not ask for it rejects a "
         "pending request, saying why; nothing runs. The answer is the request, rejected.",
-        tags=[APPROVALS_TAG],
+        tags=[APPROVALS],
         request=InputSerializer,
         parameters=DECISION_PARAMETERS,
         responses={

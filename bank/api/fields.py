@@ -9,6 +9,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from bank.domain import CURRENCIES, EVENT_TYPES, MAX_CENTS
+from bank.domain.approval import KINDS as APPROVAL_KINDS
+from bank.domain.approval import STATUSES as APPROVAL_STATUSES
 
 
 class StrictIntegerField(serializers.IntegerField):
@@ -107,6 +109,30 @@ class CurrencyField(serializers.ChoiceField):
             },
         )
         super().__init__(choices=sorted(CURRENCIES), **kwargs)
+
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "enum": list(APPROVAL_STATUSES),
+        "description": "pending until an approver approves (the command ran) or rejects it, "
+        "or it expires (APPROVAL_TTL_HOURS)",
+    },
+    component_name="ApprovalStatus",
+)
+class ApprovalStatusField(serializers.ChoiceField):
+    """A maker-checker request's status (one ``ApprovalStatus`` enum in the schema)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(choices=APPROVAL_STATUSES, **kwargs)
+
+
+class ApprovalKindField(serializers.ChoiceField):
+    """The command a request holds: in answers one of ``ApprovalKind`` or a newer one; as a
+    filter, one this version knows (else 400). See bank.api.schema."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(choices=APPROVAL_KINDS, **kwargs)
 
 
 class StrictUUIDField(serializers.UUIDField):

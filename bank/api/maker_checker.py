@@ -12,50 +12,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import (
-    OpenApiParameter,
-    OpenApiResponse,
-    extend_schema_field,
-    extend_schema_serializer,
-)
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
 
 from bank import selectors
-from bank.domain.approval import KINDS as APPROVAL_KINDS
-from bank.domain.approval import STATUSES as APPROVAL_STATUSES
 from bank.models import ApprovalRequest
 from bank.services import approvals
 
 from .conditional import Preconditions
+from .fields import ApprovalKindField, ApprovalStatusField
 from .schema import IDEMPOTENCY_REPLAYED as _IDEMPOTENCY_REPLAYED
-
-
-@extend_schema_field(
-    {
-        "type": "string",
-        "enum": list(APPROVAL_STATUSES),
-        "description": "pending until an approver approves (the command ran) or rejects it, "
-        "or it expires (APPROVAL_TTL_HOURS)",
-    },
-    component_name="ApprovalStatus",
-)
-class ApprovalStatusField(serializers.ChoiceField):
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(choices=APPROVAL_STATUSES, **kwargs)
-
-
-@extend_schema_field(
-    {
-        "type": "string",
-        "enum": list(APPROVAL_KINDS),
-        "description": "the command waiting for approval",
-    },
-    component_name="ApprovalKind",
-)
-class ApprovalKindField(serializers.ChoiceField):
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(choices=APPROVAL_KINDS, **kwargs)
 
 
 @extend_schema_serializer(component_name="Approval")

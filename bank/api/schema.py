@@ -7,8 +7,9 @@
   ``WWW-Authenticate`` on 401, ``Retry-After`` on 429 and 503, and OpenAPI links from an
   account answer to the account's reads and commands (its ``id`` to their path, its
   ``ETag`` to their ``If-Match``), from a transfer to its two accounts and to a transfer
-  back, and from a page of accounts to its first account and to a transfer between its
-  first two (the links Schemathesis' stateful test follows).
+  back, from a page of accounts to its first account and to a transfer between its
+  first two (the links Schemathesis' stateful test follows), and from a command's 202 (a
+  maker-checker request) to the request (``approvals_retrieve``).
 - ``problems(...)`` lists an operation's problem answers, with 406, 500 and ``default``.
 - ``Problem`` documents the problem details with their known codes and typed extras.
 - Text fields that may be blank are one string schema whose pattern admits "" (not a
@@ -16,8 +17,9 @@
 - Token authentication is described as the header it is: ``Authorization: Token <key>``
   (``tokenAuth``), or the same key as ``Authorization: Bearer <key>`` (``bearerAuth``, an
   ``http`` ``bearer`` scheme: what a generated client sends by default).
-- Open lists of values (``ProblemCode``, ``TransactionKind``, ``EventType``) are
-  ``anyOf: [enum, string]``: a value newer than a generated client does not break it.
+- Open lists of values (``ProblemCode``, ``TransactionKind``, ``EventType``,
+  ``ApprovalKind`` in answers) are ``anyOf: [enum, string]``: a value newer than a
+  generated client does not break it.
 - Each request body has a description of its own (``REQUEST_BODIES``), never one inherited
   from a base serializer.
 """
@@ -50,8 +52,11 @@ from .consistency import (
 )
 from .fields import (
     ACCOUNT_EVENT_TYPES,
+    APPROVAL_KINDS,
     TRANSACTION_KINDS,
     AccountStatusField,
+    ApprovalKindField,
+    ApprovalStatusField,
     EventTypeField,
     TransactionKindField,
 )
@@ -59,7 +64,8 @@ from .idempotency import HEADER as IDEMPOTENCY_HEADER
 from .problems import PROBLEM_CODES, PROBLEM_CONTENT_TYPE
 
 # Top-level tags, in the order the docs show them (SPECTACULAR_SETTINGS["TAGS"]).
-ACCOUNTS, COMMANDS, TRANSFERS, HISTORY = "accounts", "commands", "transfers", "history"
+ACCOUNTS, COMMANDS, TRANSFERS = "accounts", "commands", "transfers"
+APPROVALS, HISTORY = "approvals", "history"
 TAGS = [
     {"name": ACCOUNTS, "description": "Open accounts, list them, read one now or in the past."},
     {
@@ -68,7 +74,17 @@ TAGS = [
         "If-Match pins the version, Idempotency-Key makes a retry safe.",
     },
     {"name": TRANSFERS, "description": "Move money between two accounts, atomically."},
-    {"name": HISTORY, "description": "An account's events and its transaction history."},
+    {
+        "name": APPROVALS,
+        "description": "Maker-checker: the requests that commands over the approval rule "
+        "became (202), read by every role, approved or rejected by an approver who did not "
+        "ask. A reversal is a command (tagged commands).",
+    },
+    {
+        "name": HISTORY,
+        "description": "An account's events (personal fields decrypted for the caller, "
+        "[erased] after an erasure) and its transaction history.",
+    },
 ]
 
 
@@ -144,6 +160,25 @@ class EventTypeFieldExtension(OpenApiSerializerFieldExtension):
         )
 
 
+class ApprovalKindFieldExtension(OpenApiSerializerFieldExtension):
+    """A request's ``kind``: ``anyOf: [ApprovalKind, string]`` in answers; as a filter, the
+    kinds this version knows (another is a 400, so the document does not invite it)."""
+
+    target_class = ApprovalKindField
+
+    def map_serializer_field(self, auto_schema: Any, direction: Any) -> Any:
+        schema = open_enum(
+            auto_schema,
+            "ApprovalKind",
+            APPROVAL_KINDS,
+            "the commands that may wait for a second person's approval in this version",
+            "the command waiting for approval (new kinds may be added)",
+        )
+        if direction == "request":
+            return schema["anyOf"][0]
+        return schema
+
+
 class ProblemSerializer(serializers.Serializer):
     """An error as the API answers it: RFC 9457 problem details, ``application/problem+json``.
 
@@ -195,6 +230,38 @@ class ProblemSerializer(serializers.Serializer):
     )
     head_position = serializers.IntegerField(
         required=False, help_text="min_position_beyond_head: the event store's head"
+    )
+    approval_id = serializers.UUIDField(
+        required=False,
+        help_text="duplicate_request: the request that waits already (approve or reject it, "
+        "or poll GET /api/approvals/{id}/, instead of asking again)",
+    )
+    approval_status = ApprovalStatusField(
+        required=False,
+        help_text="approval_not_pending: what the request became (approved, rejected, expired)",
+    )
+    expires_at = serializers.DateTimeField(
+        required=False, help_text="approval_expired: when the request expired"
+    )
+    event_id = serializers.UUIDField(
+        required=False, help_text="posting_not_found: the event id asked for"
+    )
+    version = serializers.IntegerField(
+        required=False,
+        help_text="already_reversed, not_reversible: the posting's version in the account's "
+        "stream",
+    )
+    reversed_by_version = serializers.IntegerField(
+        required=False,
+        help_text="already_reversed: the version of the PostingReversed that undid it",
+    )
+    event_type = EventTypeField(
+        required=False,
+        help_text="not_reversible: the type of the event named (not a posting); "
+        "unreadable_stream: the type this release cannot read",
+    )
+    event_version = serializers.IntegerField(
+        required=False, help_text="unreadable_stream: the version of the unreadable event"
     )
 
 
@@ -444,7 +511,7 @@ class ApiSchema(AutoSchema):
             if status in ("429", "503"):
                 headers.update(_RETRY_AFTER)
             if status.startswith("2"):
-                links = _links(response)
+                links = _links(response, status)
                 if links:
                     response["links"] = links
         return operation
@@ -462,8 +529,21 @@ def _transfer_link(source: str, target: str, description: str) -> dict[str, Any]
     }
 
 
-def _links(response: dict[str, Any]) -> dict[str, Any]:
+_APPROVAL_REF = "#/components/schemas/Approval"
+
+
+def _links(response: dict[str, Any], status: str) -> dict[str, Any]:
     refs = {media.get("schema", {}).get("$ref") for media in response.get("content", {}).values()}
+    if status == "202" and _APPROVAL_REF in refs:
+        # A command that became a request: where to poll it (its Location, as a link).
+        return {
+            "GetApproval": {
+                "operationId": "approvals_retrieve",
+                "parameters": {"approval_id": "$response.body#/id"},
+                "description": "poll the request until an approver decides it (or it "
+                "expires): the same path as the Location header",
+            }
+        }
     if _ACCOUNT_REF in refs:
         return _account_links("")
     if "#/components/schemas/Transfer" in refs:

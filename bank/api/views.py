@@ -26,7 +26,7 @@ from rest_framework.views import APIView
 import eventstore as es
 from bank import access_log, selectors
 from bank.domain.text import DESCRIPTION_MAX, HOLDER_NAME_MAX, REASON_MAX
-from bank.services import Actor
+from bank.services import Actor, encryption
 from bank.services import accounts as svc
 from bank.services.errors import AccountNotFound
 
@@ -715,6 +715,26 @@ class TransferCreateApi(ApiView):
 # --- history --------------------------------------------------------------------------
 
 
+PERSONAL_DATA_SHOWN = (
+    "Personal fields (an AccountOpened's holder_name) are stored encrypted under the "
+    "holder's own key; they are shown decrypted for the caller, and read [erased] once "
+    "the holder's personal data was erased (a PersonalDataErased event records why), in "
+    "every version of the account. Events written before encryption (AccountOpened "
+    "schema_version 1) hold the name in clear and show what they hold."
+)
+
+
+class RevealedEventData(serializers.JSONField):
+    """An event's payload as the caller reads it: personal fields decrypted, or ``[erased]``;
+    never the stored token (the events table holds only that)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(source="*", **kwargs)
+
+    def to_representation(self, value: Any) -> Any:
+        return encryption.reveal_event_data(value.event_type, value.data)
+
+
 @extend_schema_serializer(component_name="Event")
 class EventOutput(serializers.Serializer):
     event_id = serializers.UUIDField()
@@ -722,7 +742,9 @@ class EventOutput(serializers.Serializer):
     version = serializers.IntegerField()
     event_type = EventTypeField()
     schema_version = serializers.IntegerField()
-    data = serializers.JSONField()  # type: ignore[assignment]  # the event's field name
+    data = RevealedEventData(  # type: ignore[assignment]  # the event's field name
+        help_text="the event's payload, as event_type says. " + PERSONAL_DATA_SHOWN
+    )
     metadata = serializers.JSONField()
     occurred_at = serializers.DateTimeField()
 
@@ -734,7 +756,9 @@ class AccountEventsApi(ApiView):
         operation_id="accounts_events",
         summary="List an account's events",
         description="The account's events in version order, straight from the event store."
-        + PAGE_PAST_THE_END,
+        + PAGE_PAST_THE_END
+        + " "
+        + PERSONAL_DATA_SHOWN,
         tags=[HISTORY],
         parameters=[PageQuery],
         responses={

@@ -14,6 +14,7 @@ from django.core.management import call_command
 from bank.api.problems import PROBLEM_CODES
 from bank.domain import EVENT_TYPES
 from bank.domain.approval import APPROVAL_EVENT_TYPES
+from bank.domain.approval import KINDS as APPROVAL_KINDS
 from projections.models import TransactionHistory
 
 pytestmark = pytest.mark.django_db
@@ -85,11 +86,24 @@ def test_components_have_readable_names_and_one_enum_each(doc):
 
 def test_every_operation_has_a_summary_and_a_declared_tag(doc):
     declared = [t["name"] for t in doc["tags"]]
-    assert declared == ["accounts", "commands", "transfers", "history"]
+    assert declared == ["accounts", "commands", "transfers", "approvals", "history"]
     assert all(t["description"] for t in doc["tags"])
     for path, method, op in operations(doc):
         assert op.get("summary"), (path, method)
         assert op["tags"] and set(op["tags"]) <= set(declared), (path, method)
+    approvals = {
+        o["operationId"] for p, _, o in operations(doc) if p.startswith("/api/approvals/")
+    }
+    assert approvals == {
+        "approvals_list",
+        "approvals_retrieve",
+        "approvals_approve",
+        "approvals_reject",
+    }
+    for operation_id in approvals:
+        assert operation(doc, operation_id)["tags"] == ["approvals"]
+    # A reversal is a command on the account (it may wait for approval like the others).
+    assert operation(doc, "accounts_reverse")["tags"] == ["commands"]
 
 
 def test_every_answer_documents_the_caching_headers_and_the_problems(doc):
@@ -171,6 +185,67 @@ def test_the_problem_lists_its_codes_and_types_its_extras(doc):
     assert props["reference"]["type"] == "string"
     assert props["errors"]["additionalProperties"]["items"]["type"] == "string"
     assert set(problem["required"]) == {"type", "title", "status", "detail", "code"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "schema", "codes"),
+    [
+        ("approval_id", {"type": "string", "format": "uuid"}, ["duplicate_request"]),
+        (
+            "approval_status",
+            {"allOf": [{"$ref": "#/components/schemas/ApprovalStatus"}]},
+            ["approval_not_pending"],
+        ),
+        ("expires_at", {"type": "string", "format": "date-time"}, ["approval_expired"]),
+        ("event_id", {"type": "string", "format": "uuid"}, ["posting_not_found"]),
+        ("version", {"type": "integer"}, ["already_reversed", "not_reversible"]),
+        ("reversed_by_version", {"type": "integer"}, ["already_reversed"]),
+        (
+            "event_type",
+            {"anyOf": [{"$ref": "#/components/schemas/EventType"}, {"type": "string"}]},
+            ["not_reversible", "unreadable_stream"],
+        ),
+        ("event_version", {"type": "integer"}, ["unreadable_stream"]),
+    ],
+)
+def test_the_problem_types_the_extras_of_the_maker_checker_and_reversal_problems(
+    doc, extra, schema, codes
+):
+    documented = doc["components"]["schemas"]["Problem"]["properties"][extra]
+    assert {k: v for k, v in documented.items() if k != "description"} == schema
+    for code in codes:
+        assert code in PROBLEM_CODES and code in documented["description"], (extra, code)
+
+
+def test_a_202_links_its_request_to_where_it_is_polled(doc):
+    waiting = [op["operationId"] for _, _, op in operations(doc) if "202" in op["responses"]]
+    assert set(waiting) == {
+        "accounts_withdraw",
+        "accounts_freeze",
+        "accounts_close",
+        "accounts_reverse",
+        "transfers_create",
+    }
+    for operation_id in waiting:
+        accepted = operation(doc, operation_id)["responses"]["202"]
+        assert accepted["links"] == {
+            "GetApproval": {
+                "operationId": "approvals_retrieve",
+                "parameters": {"approval_id": "$response.body#/id"},
+                "description": accepted["links"]["GetApproval"]["description"],
+            }
+        }
+        assert accepted["headers"]["Location"]["required"]
+    (approval_id,) = [
+        p for p in operation(doc, "approvals_retrieve")["parameters"] if p["in"] == "path"
+    ]
+    assert approval_id["name"] == "approval_id"
+
+
+def test_the_approval_kind_filter_takes_only_known_kinds(doc):
+    """Answers may hold a newer kind (open enum); a filter by an unknown kind is a 400."""
+    (kind,) = [p for p in operation(doc, "approvals_list")["parameters"] if p["name"] == "kind"]
+    assert kind["schema"] == {"$ref": "#/components/schemas/ApprovalKind"}
 
 
 def test_links_lead_from_an_account_to_its_reads_and_commands(doc):
@@ -272,9 +347,10 @@ def test_the_document_names_its_licence(doc):
             ["opening", "deposit", "withdrawal", "transfer_in", "transfer_out", "reversal"],
         ),
         ("Event", "event_type", "EventType", sorted(EVENT_TYPES)),
+        ("Approval", "kind", "ApprovalKind", list(APPROVAL_KINDS)),
     ],
 )
-def test_kinds_and_event_types_are_enums_open_to_newer_values(
+def test_kinds_event_types_and_approval_kinds_are_enums_open_to_newer_values(
     doc, model, field, component, values
 ):
     """Like ProblemCode: the known values, and any string (a newer server's value)."""
