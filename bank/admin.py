@@ -15,6 +15,15 @@ side; statements for a range of days, printable and as CSV. Every read goes thro
 ``bank.selectors``. Each of these pages records who viewed which account in the append-only
 access log (``bank.access_log``) before it shows anything; auditors browse and export the
 log (``AccessLogAdmin``), nobody changes it.
+
+Maker-checker (issue 21): a withdrawal, freeze or close that crosses the rule
+(``approvals.needs_approval``) is sent to the approval queue instead of running, whoever
+asks, superusers included; the message links to the request (``bank.admin_approvals`` holds
+the queue and the decisions). Each posting of the timeline (a deposit, a withdrawal, a
+transfer side) not reversed yet can be reversed from its row, after a confirmation page with
+the reason, through ``reversals.reverse_posting`` (or a request, above the threshold); the
+timeline strikes a reversed posting through and links it and its reversal both ways, and
+hides such pairs on demand; the CSV carries both links.
 """
 
 from __future__ import annotations
@@ -66,12 +75,14 @@ from bank.domain import (
     event_from_data,
 )
 from bank.forms import MoneyForm, ReasonForm, TimeTravelForm
-from bank.models import AccessLogEntry
+from bank.models import AccessLogEntry, ApprovalRequest
 from bank.money_format import format_money, plain_amount
-from bank.services import Actor
+from bank.selectors.audit import REVERSIBLE_TYPES
+from bank.services import Actor, approvals, reversals
 from bank.services import accounts as svc
 from bank.services.errors import (
     AccountNotFound,
+    DuplicateRequest,
     ServiceError,
     UnreadableStream,
     VersionMismatch,
@@ -87,6 +98,7 @@ admin.site.index_title = f"{SITE_NAME} back office"
 
 COMMAND_PERMISSION = "bank.issue_command"
 ACCESS_LOG_PERMISSION = "bank.view_accesslogentry"
+QUEUE_PERMISSION = "bank.view_approvalrequest"
 
 # A command POSTed for an account whose record failed verification (the page disables the
 # forms, but a disabled button is no guard: the POST is refused here too).
@@ -104,6 +116,66 @@ COMMAND_STALE = (
     "{label} refused: the account changed since the confirmation page was shown (version "
     "{actual} now, {expected} then). Nothing was changed: look at its new state and try again."
 )
+
+# Maker-checker (bank.services.approvals): a command that crosses the rule is not run but
+# sent to the approval queue, superusers' too; the message links to the request.
+SENT_FOR_APPROVAL = (
+    "Sent for approval: request {request} ({what}) waits for an approver. Nothing was "
+    "changed yet: the command runs when a member of the approvers group other than you "
+    "approves it, before {expires}."
+)
+DUPLICATE_REQUEST = (
+    "{label} refused: the same command waits for approval already (request {request}). "
+    "Nothing was changed: an approver approves or rejects that one."
+)
+# The command kinds of the audit page's forms that may need an approval.
+APPROVAL_KINDS = ("withdraw", "freeze", "close")
+
+# Reversals from the timeline.
+REVERSAL_NOT_OFFERED = "Reversal of version {version} refused: {why}. Nothing was changed."
+REVERSAL_DONE = (
+    "Reversal done: version {version} ({event_type} of {amount}) is reversed by version "
+    "{by}; the balance is {balance}."
+)
+WHY_ALREADY_REVERSED = "it was reversed already, by version {by}"
+WHY_NOT_A_POSTING = (
+    "a {event_type} is not a posting: only deposits, withdrawals and transfers are reversed "
+    "(a reversal is undone by a new command, never reversed)"
+)
+WHY_NO_VERSION = "the account has no version {version}"
+
+
+def request_link(approval_id: uuid.UUID | str) -> SafeString:
+    """A maker-checker request, shortened and linked to its decision page."""
+    url = reverse("admin:bank_approvalrequest_decide", args=[approval_id])
+    return format_html(
+        '<a href="{}" class="approval-link" title="request {}">{}</a>',
+        url,
+        approval_id,
+        str(approval_id)[:8] + "…",
+    )
+
+
+def describe_request(row: ApprovalRequest, currency: str | None = None) -> str:
+    """What a request asks, in words ("withdraw 2,000.00 EUR", "freeze")."""
+    if row.amount_cents is not None and currency:
+        return f"{row.kind} {format_money(row.amount_cents, currency)}"
+    return row.kind
+
+
+def sent_for_approval(row: ApprovalRequest, currency: str) -> SafeString:
+    expires = timezone.localtime(row.expires_at).strftime("%Y-%m-%d %H:%M %Z")
+    return format_html(
+        SENT_FOR_APPROVAL,
+        request=request_link(row.id),
+        what=describe_request(row, currency),
+        expires=expires,
+    )
+
+
+def duplicate_request(label: str, exc: DuplicateRequest) -> SafeString:
+    return format_html(DUPLICATE_REQUEST, label=label, request=request_link(str(exc.pending_id)))
+
 
 # An account whose stream holds an event this release cannot read (a newer release's type,
 # or a payload that does not fit its type): its pages other than the audit page send here.
@@ -428,6 +500,11 @@ class AccountAdmin(admin.ModelAdmin):
                 name="bank_account_command",
             ),
             path(
+                "<uuid:account_id>/reverse/<int:version>/",
+                view(self.reverse_view),
+                name="bank_account_reverse",
+            ),
+            path(
                 "<uuid:account_id>/audit/compare/",
                 view(self.compare_view),
                 name="bank_account_compare",
@@ -479,8 +556,11 @@ class AccountAdmin(admin.ModelAdmin):
             page = int(request.GET.get("page", "1"))
         except ValueError:
             page = 1
+        hide_reversed = request.GET.get("hide_reversed") == "1"
         try:
-            timeline = selectors.account_timeline(account_id, page=page)
+            timeline = selectors.account_timeline(
+                account_id, page=page, hide_reversed=hide_reversed
+            )
         except AccountNotFound:
             self.message_user(request, f"Account {account_id} does not exist.", messages.ERROR)
             return HttpResponseRedirect(reverse("admin:projections_accountbalance_changelist"))
@@ -516,6 +596,8 @@ class AccountAdmin(admin.ModelAdmin):
         labels = selectors.account_labels(row.counterparty for row in timeline.rows)
         may_command = request.user.has_perm(COMMAND_PERMISSION)
         integrity = timeline.integrity
+        # Reversing moves money: offered on an active account whose record is intact.
+        may_reverse = may_command and integrity.ok and state.status == ACTIVE
         commands = []
         if may_command:
             for name, command in COMMANDS.items():
@@ -542,9 +624,19 @@ class AccountAdmin(admin.ModelAdmin):
             "commands": commands,
             "not_offered": commands_not_offered(state) if may_command else [],
             "rows": [
-                (row, trace_link(row.trace_id), _label_of(labels, row.counterparty))
+                (
+                    row,
+                    trace_link(row.trace_id),
+                    _label_of(labels, row.counterparty),
+                    self._reversal_links(timeline, row, may_reverse),
+                )
                 for row in timeline.rows
             ],
+            "hide_reversed": hide_reversed,
+            "may_reverse": may_reverse,
+            "pending_requests": selectors.pending_requests(account_id)
+            if request.user.has_perm(QUEUE_PERMISSION)
+            else None,
             "series": selectors.balance_series(account_id, version=state.version),
             "marker": marker,
             "compare": CompareForm(
@@ -566,6 +658,34 @@ class AccountAdmin(admin.ModelAdmin):
             "may_view_log": request.user.has_perm(ACCESS_LOG_PERMISSION),
         }
         return TemplateResponse(request, "admin/bank/accountbalance/audit.html", context)
+
+    @staticmethod
+    def _reversal_links(
+        timeline: selectors.Timeline,
+        row: selectors.TimelineRow,
+        may_reverse: bool,
+    ) -> dict[str, str]:
+        """A row's reversal links: to the row of its reversal or of the posting it reverses
+        (on this page, or on the page that shows it), and to the reversal's confirmation
+        page where a teller may reverse it."""
+        audit = reverse("admin:bank_account_audit", args=[timeline.state.id])
+
+        def row_url(version: int) -> str:
+            page = timeline.page_of(version)
+            if page == timeline.page:  # on this page: no reload
+                return f"#version-{version}"
+            return f"{audit}?page={page}#version-{version}"
+
+        links = {}
+        if row.reversed_by is not None:
+            links["reversed_by"] = row_url(row.reversed_by)
+        if row.reverses is not None:
+            links["reverses"] = row_url(row.reverses)
+        if may_reverse and row.reversible:
+            links["reverse"] = reverse(
+                "admin:bank_account_reverse", args=[timeline.state.id, row.version]
+            )
+        return links
 
     def _unreadable_page(
         self, request: HttpRequest, account_id: uuid.UUID, exc: UnreadableStream, page: int
@@ -627,12 +747,14 @@ class AccountAdmin(admin.ModelAdmin):
         "correlation_id",
         "trace_id",
         "hash",
+        "reverses_version",
+        "reversed_by_version",
     )
 
     def export_view(self, request: HttpRequest, account_id: uuid.UUID) -> HttpResponseBase:
         self._check_view(request)
         try:
-            state = selectors.get_account(account_id)
+            state, reversed_map = selectors.reversal_map(account_id)
         except AccountNotFound:
             raise Http404(f"account {account_id} does not exist") from None
         except UnreadableStream as exc:
@@ -647,7 +769,7 @@ class AccountAdmin(admin.ModelAdmin):
 
         def lines() -> Iterator[str]:
             yield writer.writerow(self.EXPORT_HEADER)
-            for cells in export_rows(account_id, state.currency):
+            for cells in export_rows(account_id, state.currency, reversed_map=reversed_map):
                 yield writer.writerow(cells)
 
         response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
@@ -908,6 +1030,19 @@ class AccountAdmin(admin.ModelAdmin):
                 return self._confirmation(request, command, spec, state, form)
         actor = Actor.from_user(request.user, auth="admin")
         data = form.cleaned_data
+        if command in APPROVAL_KINDS and approvals.needs_approval(
+            command, account_id, amount_cents=data.get("amount")
+        ):
+            if expected is not None and expected != state.version:
+                self.message_user(
+                    request,
+                    COMMAND_STALE.format(
+                        label=spec.label, actual=state.version, expected=expected
+                    ),
+                    messages.ERROR,
+                )
+                return HttpResponseRedirect(back)
+            return self._request_approval(request, back, spec, command, state, data, actor)
         try:
             match command:
                 case "deposit":
@@ -969,6 +1104,195 @@ class AccountAdmin(admin.ModelAdmin):
         )
         return HttpResponseRedirect(back)
 
+    # --- reversals -------------------------------------------------------------------------
+
+    def reverse_view(
+        self, request: HttpRequest, account_id: uuid.UUID, version: int
+    ) -> HttpResponseBase:
+        """Reverse one posting of the timeline: a confirmation page with the reason, then
+        ``reversals.reverse_posting`` (both sides of a transfer), or a request for approval
+        when the amount crosses the maker-checker rule."""
+        if not request.user.has_perm(COMMAND_PERMISSION):
+            raise PermissionDenied
+        if request.method not in ("GET", "POST"):
+            return HttpResponseNotAllowed(["GET", "POST"])
+        back = reverse("admin:bank_account_audit", args=[account_id])
+        label = "Reversal"
+        integrity = selectors.account_integrity(account_id)
+        if not integrity.ok:
+            self.message_user(
+                request,
+                COMMAND_WITHHELD.format(label=label, reason=integrity.reason),
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(back)
+        try:
+            state, reversed_map = selectors.reversal_map(account_id)
+        except AccountNotFound:
+            self.message_user(request, f"Account {account_id} does not exist.", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:projections_accountbalance_changelist"))
+        except UnreadableStream as exc:
+            return self._unreadable_redirect(request, account_id, exc, label)
+        found = (
+            selectors.account_events(account_id, after_version=version - 1, limit=1)
+            if 1 <= version <= state.version
+            else []
+        )
+        why = ""
+        if not found:
+            why = WHY_NO_VERSION.format(version=version)
+        elif found[0].event_type not in REVERSIBLE_TYPES:
+            why = WHY_NOT_A_POSTING.format(event_type=found[0].event_type)
+        elif version in reversed_map:
+            why = WHY_ALREADY_REVERSED.format(by=reversed_map[version])
+        elif state.status != ACTIVE:
+            why = f"the account is {state.status}: no money can move on it"
+        if why:
+            self.message_user(
+                request, REVERSAL_NOT_OFFERED.format(version=version, why=why), messages.ERROR
+            )
+            return HttpResponseRedirect(back)
+        event = found[0]
+        posting = selectors.line_of(event)
+        form = ReasonForm(
+            request.POST if request.method == "POST" else None,
+            prefix="reverse",
+            label="Reason for the reversal",
+        )
+        amount = abs(posting.amount_cents or 0)
+        needs_approval = approvals.needs_approval("reversal", account_id, amount_cents=amount)
+        if request.method == "GET" or request.POST.get("confirm") != "yes" or not form.is_valid():
+            return self._reversal_confirmation(request, state, posting, form, needs_approval)
+        try:
+            expected = int(request.POST.get("expected_version", ""))
+        except ValueError:
+            return self._reversal_confirmation(request, state, posting, form, needs_approval)
+        if expected != state.version:
+            self.message_user(
+                request,
+                COMMAND_STALE.format(label=label, actual=state.version, expected=expected),
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(back)
+        actor = Actor.from_user(request.user, auth="admin")
+        reason = form.cleaned_data["reason"]
+        try:
+            if needs_approval:
+                row = approvals.request(
+                    "reversal",
+                    command={
+                        "account_id": str(account_id),
+                        "event_id": str(event.event_id),
+                        "reason": reason,
+                    },
+                    actor=actor,
+                    reason=reason,
+                )
+            else:
+                done = reversals.reverse_posting(
+                    account_id=account_id,
+                    event_id=event.event_id,
+                    reason=reason,
+                    actor=actor,
+                    expected_version=expected,
+                )
+        except DuplicateRequest as exc:
+            self.message_user(request, duplicate_request(label, exc), messages.ERROR)
+            return HttpResponseRedirect(back)
+        except VersionMismatch as exc:
+            self.message_user(
+                request,
+                COMMAND_STALE.format(label=label, actual=exc.actual, expected=exc.expected),
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(back)
+        except (DomainError, ServiceError) as exc:
+            self.message_user(
+                request,
+                f"{label} refused: {refusal_message(exc, state.currency)}. Nothing was changed.",
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(back)
+        if needs_approval:
+            self.message_user(request, sent_for_approval(row, state.currency), messages.INFO)
+            return HttpResponseRedirect(back)
+        after = done.accounts[0]
+        self.message_user(
+            request,
+            REVERSAL_DONE.format(
+                version=version,
+                event_type=event.event_type,
+                amount=format_money(amount, state.currency),
+                by=after.version,
+                balance=format_money(after.balance_cents, after.currency),
+            ),
+            messages.SUCCESS,
+        )
+        return HttpResponseRedirect(back)
+
+    def _reversal_confirmation(
+        self,
+        request: HttpRequest,
+        state: selectors.AccountState,
+        posting: selectors.EventLine,
+        form: forms.Form,
+        needs_approval: bool,
+    ) -> HttpResponse:
+        """What the reversal will record, with the reason to give, Confirm and Cancel."""
+        change = -(posting.amount_cents or 0)
+        labels = selectors.account_labels([posting.counterparty])
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"Reverse version {posting.version}: please confirm",
+            "state": state,
+            "posting": posting,
+            "party": _label_of(labels, posting.counterparty),
+            "form": form,
+            "change": change,
+            "balance_after": state.balance_cents + change,
+            "next_version": state.version + 1,
+            "needs_approval": needs_approval,
+            "cancel_url": reverse("admin:bank_account_audit", args=[state.id])
+            + f"#version-{posting.version}",
+        }
+        return TemplateResponse(
+            request, "admin/bank/accountbalance/confirm_reversal.html", context
+        )
+
+    def _request_approval(
+        self,
+        request: HttpRequest,
+        back: str,
+        spec: Command,
+        kind: str,
+        state: selectors.AccountState,
+        data: dict[str, Any],
+        actor: Actor,
+    ) -> HttpResponse:
+        """Send a command that crosses the maker-checker rule to the approval queue."""
+        command: dict[str, Any] = {"account_id": str(state.id)}
+        if kind == "withdraw":
+            command.update(amount_cents=data["amount"], description=data["description"])
+            reason = data["description"]
+        else:
+            command["reason"] = reason = data["reason"]
+        try:
+            row = approvals.request(kind, command=command, actor=actor, reason=reason)
+        except DuplicateRequest as exc:
+            self.message_user(request, duplicate_request(spec.label, exc), messages.ERROR)
+            return HttpResponseRedirect(back)
+        except (DomainError, ServiceError) as exc:
+            self.message_user(
+                request,
+                f"{spec.label} refused: {refusal_message(exc, state.currency)}. "
+                "Nothing was changed.",
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(back)
+        self.message_user(request, sent_for_approval(row, state.currency), messages.INFO)
+        return HttpResponseRedirect(back)
+
     def _refuse(
         self, request: HttpRequest, back: str, template: str, label: str, why: str
     ) -> HttpResponse:
@@ -1001,6 +1325,7 @@ class AccountAdmin(admin.ModelAdmin):
             "next_version": state.version + 1,
             "event_type": {"freeze": "AccountFrozen", "close": "AccountClosed"}.get(name, ""),
             "cancel_url": reverse("admin:bank_account_audit", args=[state.id]),
+            "needs_approval": name in APPROVAL_KINDS and approvals.needs_approval(name, state.id),
         }
         return TemplateResponse(request, "admin/bank/accountbalance/confirm_command.html", context)
 
@@ -1010,9 +1335,17 @@ def _actor_name(metadata: dict[str, Any]) -> str:
     return str(actor.get("username", "")) if isinstance(actor, dict) else str(actor or "")
 
 
-def export_rows(account_id: uuid.UUID, currency: str, *, chunk: int = 1000) -> Iterator[list[Any]]:
+def export_rows(
+    account_id: uuid.UUID,
+    currency: str,
+    *,
+    chunk: int = 1000,
+    reversed_map: dict[int, int] | None = None,
+) -> Iterator[list[Any]]:
     """The CSV's rows, oldest first: numbers as numbers (amounts as plain decimals in
-    currency units, unquoted, negative for debits), text through ``csv_safe``."""
+    currency units, unquoted, negative for debits), text through ``csv_safe``; the last two
+    columns link reversals both ways (``reversed_map``: original version -> reversal's)."""
+    reversed_map = reversed_map or {}
     balance, after = 0, 0
     while True:
         events = selectors.account_events(account_id, after_version=after, limit=chunk)
@@ -1037,6 +1370,10 @@ def export_rows(account_id: uuid.UUID, currency: str, *, chunk: int = 1000) -> I
                 csv_safe(metadata.get("correlation_id", "")),
                 csv_safe(metadata.get("trace_id", "")),
                 csv_safe(event.hash),
+                event.data.get("reversed_version", "")
+                if event.event_type == "PostingReversed"
+                else "",
+                reversed_map.get(event.version, ""),
             ]
         after = events[-1].version
 
@@ -1264,5 +1601,6 @@ class AccessLogAdmin(admin.ModelAdmin):
 
 
 # The events list with the bank's search and date range (it replaces the store's own
-# registration, so it is imported once this module's registrations are done).
-from bank import admin_events  # noqa: E402, F401
+# registration, so it is imported once this module's registrations are done), and the
+# maker-checker queue (it uses this module's messages and money wording).
+from bank import admin_approvals, admin_events  # noqa: E402, F401

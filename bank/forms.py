@@ -90,3 +90,24 @@ class TimeTravelForm(forms.Form):
         if data.get("as_of_version") and data.get("as_of"):
             raise forms.ValidationError("Pick a version or a date and time, not both.")
         return data
+
+
+class ApproveForm(forms.Form):
+    """Approving a maker-checker request: an optional note, recorded with the approval."""
+
+    note = forms.CharField(
+        max_length=REASON_MAX,
+        required=False,
+        label="Note (optional)",
+        widget=forms.TextInput(attrs={"autocomplete": "off"}),
+    )
+
+
+class RejectForm(forms.Form):
+    """Rejecting a maker-checker request: the reason is required (the requester reads it)."""
+
+    reason = forms.CharField(
+        max_length=REASON_MAX,
+        label="Reason for rejecting",
+        widget=forms.TextInput(attrs={"autocomplete": "off"}),
+    )

@@ -23,6 +23,7 @@ from bank.services.accounts import (
 )
 
 from .access_log import VIEWED_BY_MAX, access_entries, log_users, viewed_by
+from .approvals import approval_accounts, approval_requesters, find_requests, pending_requests
 from .audit import (
     PAGE_SIZE,
     Integrity,
@@ -33,12 +34,13 @@ from .audit import (
     account_integrity,
     account_timeline,
     integrity_panel,
+    reversal_map,
     stored_events,
     timeline_rows,
 )
 from .chart import MAX_CHART_POINTS, BalancePoint, BalanceSeries, balance_series
 from .compare import COMPARE_EVENTS_MAX, Comparison, compare_versions
-from .lines import EventLine
+from .lines import EventLine, line_of
 from .links import (
     ACTIONS_PAGE_SIZE,
     CORRELATION_MAX,
@@ -81,6 +83,8 @@ __all__ = [
     "Timeline",
     "TimelineRow",
     "access_entries",
+    "approval_accounts",
+    "approval_requesters",
     "account_at",
     "account_events",
     "account_integrity",
@@ -95,9 +99,13 @@ __all__ = [
     "correlated_events",
     "day_range",
     "find_accounts",
+    "find_requests",
     "log_users",
     "get_account",
     "integrity_panel",
+    "line_of",
+    "pending_requests",
+    "reversal_map",
     "statement_movements",
     "stored_events",
     "timeline_rows",

@@ -1,4 +1,10 @@
-"""Read-side views of one account for auditors: the timeline with balances and chain status."""
+"""Read-side views of one account for auditors: the timeline with balances and chain status.
+
+Reversals are linked both ways: a ``PostingReversed`` row names the version it reverses
+(its own data), and a reversed posting names the version that reversed it (the account's
+``reversed`` map, which the aggregate keeps from its events and its snapshots, so that a
+posting on an old page learns of a reversal many pages later without reading them).
+"""
 
 from __future__ import annotations
 
@@ -12,8 +18,13 @@ from django.conf import settings
 from django.utils import timezone
 
 import eventstore as es
-from bank.domain import balance_change, event_from_data
-from bank.services.accounts import AccountState, account_at, get_account
+from bank.domain import PostingReversed, balance_change, event_from_data
+from bank.domain.account import REVERSIBLE
+from bank.services import repository
+from bank.services.accounts import AccountState, account_at
+
+# The posting types a teller may reverse (a transfer on both sides at once).
+REVERSIBLE_TYPES = frozenset(cls.event_type for cls in REVERSIBLE)
 
 PAGE_SIZE = 50
 
@@ -33,6 +44,17 @@ class TimelineRow:
     trace_id: str
     chain: str  # "intact", "broken" (the first bad event) or "unverified" (after it)
     correlation_id: str = ""  # the command's (or transfer's) id: its events across streams
+    reverses: int | None = None  # a reversal: the version of the posting it undoes
+    reversed_by: int | None = None  # a reversed posting: the version of its reversal
+
+    @property
+    def reversible(self) -> bool:
+        """A posting not reversed yet (the domain decides in the end: funds, status)."""
+        return self.event_type in REVERSIBLE_TYPES and self.reversed_by is None
+
+    @property
+    def in_reversed_pair(self) -> bool:
+        return self.reverses is not None or self.reversed_by is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +95,22 @@ class Timeline:
     pages: int
     chain_problem: Any  # the first broken link (eventstore's StreamProblem), or None
     integrity: Integrity
+    page_size: int = PAGE_SIZE
+    hidden: int = 0  # rows of this page left out (``hide_reversed``)
+
+    def page_of(self, version: int) -> int:
+        """The page (newest first) that shows ``version``."""
+        return (self.state.version - version) // self.page_size + 1
 
 
-def _row(event: es.RecordedEvent, balance_after: int, problem_version: int | None) -> TimelineRow:
-    change = balance_change(event_from_data(event.event_type, event.data))
+def _row(
+    event: es.RecordedEvent,
+    balance_after: int,
+    problem_version: int | None,
+    reversed_map: dict[int, int] | None = None,
+) -> TimelineRow:
+    decoded = event_from_data(event.event_type, event.data)
+    change = balance_change(decoded)
     actor = event.metadata.get("actor")
     if problem_version is None or event.version < problem_version:
         chain = "intact"
@@ -98,7 +132,20 @@ def _row(event: es.RecordedEvent, balance_after: int, problem_version: int | Non
         trace_id=str(event.metadata.get("trace_id", "")),
         chain=chain,
         correlation_id=str(event.metadata.get("correlation_id") or ""),
+        reverses=decoded.reversed_version if isinstance(decoded, PostingReversed) else None,
+        reversed_by=(reversed_map or {}).get(event.version),
     )
+
+
+def reversal_map(account_id: uuid.UUID) -> tuple[AccountState, dict[int, int]]:
+    """The account now, and which of its postings were reversed: original version ->
+    reversal version (one load: a snapshot and the events after it).
+
+    Raises:
+        AccountNotFound, UnreadableStream: as ``get_account``.
+    """
+    account = repository.load_one(account_id)
+    return AccountState.of(account), dict(account.reversed)
 
 
 def account_integrity(account_id: uuid.UUID) -> Integrity:
@@ -117,7 +164,11 @@ def account_integrity(account_id: uuid.UUID) -> Integrity:
 
 
 def account_timeline(
-    account_id: uuid.UUID, *, page: int = 1, page_size: int = PAGE_SIZE
+    account_id: uuid.UUID,
+    *,
+    page: int = 1,
+    page_size: int = PAGE_SIZE,
+    hide_reversed: bool = False,
 ) -> Timeline:
     """One page of an account's history, newest first, with the balance after each event.
 
@@ -125,10 +176,14 @@ def account_timeline(
     state at the page's newest version (from a verified snapshot), and the chain and seals
     of the events after the last recorded verification.
 
+    Args:
+        hide_reversed: leave out the page's reversed postings and their reversals (the
+            pages stay the same versions; ``hidden`` says how many rows were left out).
+
     Raises:
         AccountNotFound: no such account.
     """
-    state = get_account(account_id)
+    state, reversed_map = reversal_map(account_id)
     pages = max(1, -(-state.version // page_size))
     page = min(max(page, 1), pages)
     top = state.version - (page - 1) * page_size
@@ -144,22 +199,27 @@ def account_timeline(
     problem_version = problem.version if problem is not None else None
     rows = []
     for event in reversed(events):
-        rows.append(_row(event, balance, problem_version))
+        rows.append(_row(event, balance, problem_version, reversed_map))
         balance -= balance_change(event_from_data(event.event_type, event.data))
+    shown = [row for row in rows if not row.in_reversed_pair] if hide_reversed else rows
     return Timeline(
         state=state,
-        rows=rows,
+        rows=shown,
         page=page,
         pages=pages,
         chain_problem=problem,
         integrity=integrity,
+        page_size=page_size,
+        hidden=len(rows) - len(shown),
     )
 
 
 def timeline_rows(account_id: uuid.UUID, *, chunk: int = 1000) -> Iterator[TimelineRow]:
-    """Every event of the account, oldest first, with running balances (for CSV export)."""
+    """Every event of the account, oldest first, with running balances and the reversal
+    links (for CSV export)."""
     problem = account_integrity(account_id).problem
     problem_version = problem.version if problem is not None else None
+    _, reversed_map = reversal_map(account_id)
     balance, after = 0, 0
     while True:
         events = es.read_stream(account_id, after_version=after, up_to_version=after + chunk)
@@ -167,7 +227,7 @@ def timeline_rows(account_id: uuid.UUID, *, chunk: int = 1000) -> Iterator[Timel
             return
         for event in events:
             balance += balance_change(event_from_data(event.event_type, event.data))
-            yield _row(event, balance, problem_version)
+            yield _row(event, balance, problem_version, reversed_map)
         after = events[-1].version
 
 

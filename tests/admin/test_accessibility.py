@@ -299,3 +299,76 @@ def test_at_200_percent_zoom_no_page_scrolls_sideways(browser, live_server, hist
         assert not wide, f"pages wider than the window at 200% zoom (scroll, window): {wide}"
     finally:
         browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def test_the_approval_and_reversal_pages_have_no_serious_or_critical_axe_finding(
+    browser, live_server, history, axe_source, settings
+):
+    """Issue 21's pages: the queue, a decision page (for an approver and read-only), the
+    bulk confirmation, the timeline with a reversed pair, the reversal's confirmation."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from bank.services import approvals, reversals
+    from tests.admin.approving import QUEUE_URL, audit_url, ensure_approvers, rule_on
+
+    rule_on(settings, threshold_cents=5_000)
+    ensure_approvers()
+    tom = make_staff("tom", "tellers")
+    make_staff("ann", "approvers")
+    reversals.reverse_posting(
+        account_id=history,
+        event_id=es.read_stream(history)[1].event_id,
+        reason="posted twice",
+        actor=Actor("tom", tom.pk, "admin"),
+    )
+    maker = Actor.from_user(tom, auth="admin")
+    freeze = approvals.request(
+        "freeze",
+        command={"account_id": str(history), "reason": "card stolen"},
+        actor=maker,
+        reason="card stolen",
+    )
+    approvals.request(
+        "withdraw",
+        command={"account_id": str(history), "amount_cents": 6_000, "description": "rent"},
+        actor=maker,
+        reason="rent",
+    )
+    runner.catch_up()
+    problems = {}
+
+    def check(name):
+        findings = axe_findings(browser, axe_source)
+        if findings:
+            problems[name] = describe(findings)
+
+    log_in(browser, live_server, "ann")
+    for name, url in {
+        "approval queue": QUEUE_URL,
+        "approval queue, every status": f"{QUEUE_URL}?status=all",
+        "decision page": f"{QUEUE_URL}{freeze.id}/decide/",
+    }.items():
+        browser.get(f"{live_server.url}{url}")
+        check(name)
+    browser.get(f"{live_server.url}{QUEUE_URL}")
+    browser.find_element(By.ID, "action-toggle").click()
+    Select(browser.find_element(By.NAME, "action")).select_by_value("reject_selected")
+    navigate(browser, browser.find_element(By.CSS_SELECTOR, "button[name=index]").click)
+    assert browser.find_element(By.ID, "bulk-confirm")
+    check("bulk confirmation")
+    navigate(browser, browser.find_element(By.ID, "bulk-submit").click)  # no reason
+    assert browser.find_element(By.ID, "bulk-errors")
+    check("bulk confirmation with its error")
+
+    browser.delete_all_cookies()
+    log_in(browser, live_server, "tom")
+    for name, url in {
+        "timeline with a reversed pair": audit_url(history),
+        "timeline, reversed pairs hidden": f"{audit_url(history)}?hide_reversed=1",
+        "reversal confirmation": f"/admin/projections/accountbalance/{history}/reverse/3/",
+        "decision page, read-only": f"{QUEUE_URL}{freeze.id}/decide/",
+    }.items():
+        browser.get(f"{live_server.url}{url}")
+        check(name)
+    assert not problems, "\n\n".join(f"== {page} ==\n{text}" for page, text in problems.items())

@@ -815,6 +815,8 @@ def test_the_csv_has_numeric_amounts_in_units_that_sum_to_the_balance(client, ac
         "correlation_id",
         "trace_id",
         "hash",
+        "reverses_version",
+        "reversed_by_version",
     ]
     amounts = [Decimal(r["amount"]) for r in rows if r["amount"]]
     assert amounts == [

@@ -63,7 +63,6 @@ COLUMNS = (
 )
 
 
-
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What a rebuild found (and, unless checking, did)."""
