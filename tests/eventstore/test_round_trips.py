@@ -204,3 +204,19 @@ def test_with_prepared_statements_off_nothing_is_prepared():
     finally:
         connection.close()
         options["prepare_threshold"] = original
+
+
+def test_a_deposit_whose_holder_key_is_not_cached_takes_one_more_round_trip_for_the_key():
+    """The answer shows the holder's name, decrypted with their data key: a process that
+    has not read that key within PII_KEY_CACHE_SECONDS reads it once (README, Data
+    protection), then the deposit is back to two."""
+    from bank.services import encryption
+
+    account = open_account()
+    encryption.forget_cached_keys()
+    with protocol_trace() as lines:
+        deposit(account)
+    assert waits(lines) == 3, "\n".join(lines)
+    with protocol_trace() as lines:
+        deposit(account)
+    assert waits(lines) == 2, "\n".join(lines)
