@@ -155,6 +155,37 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "NAME", env.str("SQLITE_TEST_NAME", default=str(BASE_DIR / "test-db.sqlite3"))
     )
 
+# --- Read replica (config/db_routers.py) --------------------------------- BEGIN replica
+# A PostgreSQL streaming replica for the read models' queries (account list, transactions,
+# admin lists, the access log). Unset: everything reads the primary, as before. Commands,
+# event-sourced reads, projections, the relay and migrations always use the primary.
+DATABASE_REPLICA_URL = env.str("DATABASE_REPLICA_URL", default="")
+# After the replica failed, reads go to the primary for this long before it is tried again.
+DATABASE_REPLICA_RETRY_SECONDS = env.float("DATABASE_REPLICA_RETRY_SECONDS", default=5.0)
+if DATABASE_REPLICA_URL:
+    _replica = env.db_url_config(DATABASE_REPLICA_URL)
+    if not all(
+        engine == "django.db.backends.postgresql"
+        for engine in (DATABASES["default"]["ENGINE"], _replica["ENGINE"])
+    ):
+        raise ImproperlyConfigured(
+            "DATABASE_REPLICA_URL needs PostgreSQL for both DATABASE_URL and the replica (a "
+            "streaming replica of the primary); unset it to read from the primary only."
+        )
+    _replica["CONN_MAX_AGE"] = DATABASES["default"]["CONN_MAX_AGE"]
+    _replica["CONN_HEALTH_CHECKS"] = True
+    _replica["OPTIONS"] = {
+        **DATABASES["default"]["OPTIONS"],
+        # An unreachable replica costs each read at most this long before the primary answers.
+        "connect_timeout": env.int("DATABASE_REPLICA_CONNECT_TIMEOUT_SECONDS", default=2),
+    }
+    # The test runner makes no database of its own for it: it is the primary's copy.
+    _replica["TEST"] = {"MIRROR": "default"}
+    DATABASES["replica"] = _replica  # config.db_routers.REPLICA
+    DATABASE_ROUTERS = ["config.db_routers.ReplicaRouter"]
+    MIDDLEWARE.append("config.db_routers.ReadScopeMiddleware")
+# --------------------------------------------------------------------------- END replica
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # A link from a trace id in the admin to a trace viewer, e.g.

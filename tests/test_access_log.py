@@ -282,7 +282,7 @@ def test_the_database_refuses_raw_update_and_delete(entries, attempt):
 
 
 @pytest.mark.postgres
-def test_postgres_refuses_truncate_and_replica_mode_does_not_help(entries):
+def test_postgres_refuses_truncate_and_a_trigger_skipping_session_role_does_not_help(entries):
     before = _rows()
     for setup in ("", "SET LOCAL session_replication_role = replica"):
         for sql in ("TRUNCATE bank_access_log", "DELETE FROM bank_access_log"):

@@ -24,6 +24,15 @@ wait: positions are handed out only by commits, so a committed command's positio
 beyond the head, and a number that is must come from another store (a restored backup,
 another environment) or be made up; waiting would only end in 503 after the timeout, and
 the retries that invites would never succeed.
+
+With a read replica (``DATABASE_REPLICA_URL``, config/db_routers.py) a read-model read is
+answered from the replica when the replica can show what was asked: its own copy of the
+projection's checkpoint is read first (so ``X-Projection-Position`` is the replica's, and
+the rows, read after it from the same replica, are at least that new). A ``min_position``
+the replica has not replayed yet (or behind an event the replica still shows parked) sends
+the whole request to the primary, where the wait above applies: a lagging replica never
+makes a client wait or fail when the primary can answer. An unreachable replica sends it to
+the primary too (logged and counted).
 """
 
 from __future__ import annotations
@@ -36,11 +45,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
+from django.db import OperationalError
 from rest_framework.exceptions import ValidationError
 
 import eventstore as es
 from bank import selectors
 from bank.selectors import projection_progress
+from config import db_routers
 from projections.accounts import BalanceProjection, HistoryProjection
 
 EVENT_POSITION = "X-Event-Position"
@@ -206,12 +217,16 @@ def reached(projection: str, asked: tuple[str, int] | None) -> int:
         asked: ``requested_position(request)``; None: nothing is waited for.
 
     Call it before reading the rows: the position returned is then never newer than what
-    they show.
+    they show. With a read replica it also decides, once for the request, which database
+    the rows come from (the module's docstring says how).
 
     Raises:
         MinPositionBeyondHead: a position beyond the store's head (400).
         ProjectionLagging: not reached within ``READ_YOUR_WRITES_TIMEOUT_MS`` (503).
     """
+    from_replica = _replica_position(projection, asked)
+    if from_replica is not None:
+        return from_replica
     position = projection_position(projection)
     if asked is None:
         return position
@@ -242,6 +257,29 @@ def reached(projection: str, asked: tuple[str, int] | None) -> int:
         timeout_ms=timeout_ms,
         retry_after=retry_after(first, position, wanted, time.monotonic() - started),
     )
+
+
+def _replica_position(projection: str, asked: tuple[str, int] | None) -> int | None:
+    """The replica's position of ``projection`` when this request reads from the replica
+    and the replica shows what was asked; else None, with the request pinned to the primary.
+
+    Without a replica, or in a request that may not use it, None at once (no query).
+    """
+    if db_routers.read_alias() != db_routers.REPLICA:
+        return None
+    replica = db_routers.REPLICA
+    try:
+        position = projection_progress.projection_position(projection, using=replica)
+        if asked is not None and (
+            position < asked[1]
+            or projection_progress.first_parked(projection, asked[1], using=replica) is not None
+        ):
+            db_routers.use_primary(db_routers.BEHIND)
+            return None
+    except OperationalError as exc:
+        db_routers.replica_failed(exc)
+        return None
+    return position
 
 
 def _not_parked(projection: str, position: int, wanted: int) -> int:

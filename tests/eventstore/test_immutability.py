@@ -72,7 +72,7 @@ def test_the_database_refuses_raw_update_and_delete(stored, table, attempt):
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("table", ["events", "snapshots"])
-def test_postgres_refuses_truncate_even_in_replica_mode(stored, table):
+def test_postgres_refuses_truncate_even_when_the_session_role_skips_triggers(stored, table):
     count = _count(table)
     for setup in ("", "SET LOCAL session_replication_role = replica"):
         with pytest.raises(IntegrityError, match="append-only"), transaction.atomic():
@@ -84,7 +84,7 @@ def test_postgres_refuses_truncate_even_in_replica_mode(stored, table):
 
 
 @pytest.mark.postgres
-def test_postgres_refuses_update_in_replica_mode(stored):
+def test_postgres_refuses_update_even_when_the_session_role_skips_triggers(stored):
     with pytest.raises(IntegrityError), transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL session_replication_role = replica")
         cursor.execute("UPDATE events SET version = version + 100")
