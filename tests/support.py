@@ -11,7 +11,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -230,3 +230,32 @@ def start_manage(env: dict[str, str], *args: str, **popen: Any) -> subprocess.Po
     return subprocess.Popen(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=env, text=True, **popen
     )
+
+
+class Clock:
+    """A clock the test moves by hand: every call returns the same time until it is moved."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def tick(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+def approval_rule(
+    settings: Any,
+    *,
+    always: str = "freeze,close",
+    threshold_cents: int | None = 1_000,
+    thresholds: str = "",
+    ttl_hours: int = 24,
+) -> Any:
+    """Turn the maker-checker rule on for a test (tests/conftest.py turns it off)."""
+    settings.APPROVAL_ALWAYS = always
+    settings.APPROVAL_THRESHOLD_CENTS = threshold_cents
+    settings.APPROVAL_THRESHOLDS = thresholds
+    settings.APPROVAL_TTL_HOURS = ttl_hours
+    return settings

@@ -13,6 +13,7 @@ from bank.models import ApprovalRequest
 from bank.services import Actor, approvals
 from bank.services import accounts as svc
 from bank.services.errors import DuplicateRequest
+from tests.support import Clock, approval_rule
 
 pytestmark = pytest.mark.django_db
 
@@ -21,23 +22,9 @@ CHECKER = Actor(username="checker", user_id=8, auth="token")
 COLUMNS = [f.name for f in ApprovalRequest._meta.fields]
 
 
-class Clock:
-    """A test clock: every call returns the same time until the test moves it."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def rule(settings):
-    settings.APPROVAL_ALWAYS = "freeze,close"
-    settings.APPROVAL_THRESHOLD_CENTS = 1_000
-    settings.APPROVAL_THRESHOLDS = ""
-    settings.APPROVAL_TTL_HOURS = 24
-    return settings
+    return approval_rule(settings)
 
 
 def _open(balance=0, name="Grace Hopper"):

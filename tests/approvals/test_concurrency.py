@@ -24,7 +24,7 @@ from bank.services import accounts as svc
 from bank.services.errors import ConcurrencyConflict, DuplicateRequest
 from projections import runner
 from tests.projections.helpers import expected_balances, read_model_balances
-from tests.support import run_threads
+from tests.support import approval_rule, run_threads
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
@@ -34,11 +34,7 @@ APPROVERS = [Actor(username=f"checker{i}", user_id=100 + i, auth="token") for i 
 
 @pytest.fixture
 def rule(settings):
-    settings.APPROVAL_ALWAYS = "freeze,close"
-    settings.APPROVAL_THRESHOLD_CENTS = 1_000
-    settings.APPROVAL_THRESHOLDS = ""
-    settings.APPROVAL_TTL_HOURS = 24
-    return settings
+    return approval_rule(settings)
 
 
 def _ran(approval_id) -> list[es.RecordedEvent]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from django.db import transaction
@@ -39,6 +39,7 @@ from bank.models import ApprovalRequest
 from bank.services import Actor, approvals, reversals
 from bank.services import accounts as svc
 from bank.services.errors import DuplicateRequest
+from tests.support import Clock
 
 pytestmark = pytest.mark.django_db
 
@@ -52,14 +53,6 @@ DECISIONS = ("ApprovalGranted", "ApprovalRejected", "ApprovalExpired")
 amounts = st.integers(min_value=1, max_value=3 * THRESHOLD)
 accounts = st.integers(min_value=0, max_value=2)
 picks = st.integers(min_value=0, max_value=10_000)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 class MakerChecker(RuleBasedStateMachine):

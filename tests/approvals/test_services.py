@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -13,6 +13,7 @@ from bank.models import ApprovalRequest
 from bank.services import Actor, approvals, reversals
 from bank.services import accounts as svc
 from bank.services.errors import DuplicateRequest, PostingNotFound
+from tests.support import Clock, approval_rule
 
 pytestmark = pytest.mark.django_db
 
@@ -20,21 +21,9 @@ MAKER = Actor(username="maker", user_id=7, auth="token")
 CHECKER = Actor(username="checker", user_id=8, auth="token")
 
 
-class Clock:
-    def __init__(self, start=datetime(2026, 1, 1, 9, 0, tzinfo=UTC)):
-        self.now = start
-
-    def __call__(self):
-        return self.now
-
-
 @pytest.fixture
 def rule(settings):
-    settings.APPROVAL_ALWAYS = "freeze,close"
-    settings.APPROVAL_THRESHOLD_CENTS = 100_000
-    settings.APPROVAL_THRESHOLDS = "JPY=10000"
-    settings.APPROVAL_TTL_HOURS = 24
-    return settings
+    return approval_rule(settings, threshold_cents=100_000, thresholds="JPY=10000")
 
 
 def open_(balance=0, currency="EUR", name="Grace Hopper"):

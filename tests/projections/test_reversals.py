@@ -30,6 +30,7 @@ from tests.projections.helpers import (
     history_rows,
     read_model_balances,
 )
+from tests.support import approval_rule
 
 MAKER = Actor(username="maker", user_id=7, auth="token")
 CHECKER = Actor(username="checker", user_id=8, auth="token")
@@ -37,11 +38,7 @@ CHECKER = Actor(username="checker", user_id=8, auth="token")
 
 @pytest.fixture
 def rule(settings):
-    settings.APPROVAL_ALWAYS = "freeze,close"
-    settings.APPROVAL_THRESHOLD_CENTS = 1_000
-    settings.APPROVAL_THRESHOLDS = ""
-    settings.APPROVAL_TTL_HOURS = 24
-    return settings
+    return approval_rule(settings)
 
 
 def _last_event(account_id):
