@@ -117,3 +117,11 @@ fuzz: $(STAMP)
 
 clean:
 	rm -rf $(VENV) db.sqlite3* test-db.sqlite3* .pytest_cache
+
+# The growth benchmark (issue 22): a store of 5,000,000 events seeded by COPY beside an empty
+# one. It takes tens of minutes, so `make bench` leaves it out. EVENTS=200000 for a quick
+# run; KEEP=1 keeps the seeded database and reuses it on the next run with the same EVENTS.
+.PHONY: bench-growth
+bench-growth: $(STAMP)
+	DEBUG=true $(BIN)/python bench/growth_bench.py --events $${EVENTS:-5000000} \
+		$(if $(filter 1,$(KEEP)),--keep)
