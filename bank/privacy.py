@@ -67,7 +67,7 @@ class MasterKeys:
             raise PersonalDataKeyError(
                 f"the data key of {subject} is wrapped by master key {key_id!r}, which "
                 "PII_MASTER_KEYS does not hold: add it back (keys rotated out must stay "
-                "until rotate_personal_data_keys has re-wrapped every data key)"
+                "until personal_data_key --rotate has re-wrapped every data key)"
             )
         try:
             return AESGCM(master).decrypt(

@@ -1,6 +1,6 @@
 """Health of a running back-office: database reachable, migrations applied, read models
 current, no event parked as a dead letter, every account stream readable by this release,
-and the store's integrity vouched for (immutability triggers in place, the last
+the personal-data master keys able to open the stored data keys, and the store's integrity vouched for (immutability triggers in place, the last
 verification clean, a full one recent).
 
 Used by ``python manage.py healthcheck`` (details for the operator) and by ``/healthz``
@@ -16,6 +16,7 @@ from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 
 import eventstore as es
+from bank.services import encryption
 
 from .runner import RELAY_PREFIX, parked_counts, status, unknown_streams
 
@@ -56,6 +57,7 @@ def check(*, max_lag_events: int | None = None, max_lag_seconds: float | None = 
             projections=False,
             dead_letters=False,
             readable=False,
+            personal_data=False,
             integrity=False,
         )
         health.details.append(f"database unreachable: {exc}".strip())
@@ -73,7 +75,11 @@ def check(*, max_lag_events: int | None = None, max_lag_seconds: float | None = 
     health.checks["migrations"] = _migrations_applied
     if not _migrations_applied:
         health.checks.update(
-            projections=False, dead_letters=False, readable=False, integrity=False
+            projections=False,
+            dead_letters=False,
+            readable=False,
+            personal_data=False,
+            integrity=False,
         )
         return health
     lagging = []
@@ -92,6 +98,9 @@ def check(*, max_lag_events: int | None = None, max_lag_seconds: float | None = 
         health.details.append("; ".join(lagging) + " (is run_projections / relay_events running?)")
     _check_dead_letters(health)
     _check_readable(health)
+    keys = encryption.key_problems()
+    health.checks["personal_data"] = not keys
+    health.details.extend(keys)
     integrity = es.integrity_problems(settings.HEALTH_MAX_VERIFY_AGE_HOURS)
     health.checks["integrity"] = not integrity
     health.details.extend(integrity)

@@ -26,6 +26,7 @@ CHECKS = {
     "projections": True,
     "dead_letters": True,
     "readable": True,
+    "personal_data": True,
     "integrity": True,
 }
 
@@ -96,3 +97,26 @@ def test_an_event_of_a_type_this_release_does_not_know_makes_it_unhealthy():
         match=rf"1 account stream\(s\) .* {account.id} \(MoneyTeleported from version 2\)",
     ):
         call_command("healthcheck")
+
+
+def test_a_wrong_personal_data_master_key_is_named_by_the_health_check(settings, capsys):
+    from bank import privacy
+    from bank.services import encryption
+
+    svc.open_account(holder_name="Keyed", actor=SYSTEM)
+    runner.catch_up()
+    call_command("verify_events", "--full", verbosity=0)
+    settings.PII_MASTER_KEYS = privacy.new_master_key_text("wrong")
+    encryption.forget_cached_keys()
+    try:
+        response = Client().get("/healthz")
+        assert response.status_code == 503
+        assert response.json()["checks"] == {**CHECKS, "personal_data": False}
+        with pytest.raises(CommandError) as failing:
+            call_command("healthcheck")
+        assert "personal_data FAILING" in capsys.readouterr().out
+        text = str(failing.value)
+        assert "1 data key(s) wrapped by master key 'dev' do not open" in text
+        assert "PII_MASTER_KEYS does not hold" in text
+    finally:
+        encryption.forget_cached_keys()

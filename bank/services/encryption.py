@@ -168,3 +168,29 @@ def rotate(batch: int = 500) -> tuple[int, int]:
                 row.master_key_id, row.wrapped_key = keys.wrap(row.subject_id, key)
             PersonalDataKey.objects.bulk_update(rows, ["master_key_id", "wrapped_key"])
             moved += len(rows)
+
+
+def key_problems() -> list[str]:
+    """Whether ``PII_MASTER_KEYS`` opens the stored data keys: one key per master key id
+    that wrapped any is unwrapped; each that fails is named with what to do. (A wrong or
+    missing master key would otherwise show only when a name is first read.)"""
+    try:
+        keys = master_keys()
+    except privacy.PersonalDataKeyError as exc:
+        return [f"PII_MASTER_KEYS: {exc}"]
+    problems = []
+    key_ids = PersonalDataKey.objects.values_list("master_key_id", flat=True).distinct()
+    for key_id in sorted(key_ids):
+        row = PersonalDataKey.objects.filter(master_key_id=key_id).first()
+        if row is None:
+            continue  # erased meanwhile
+        try:
+            keys.unwrap(row.subject_id, key_id, bytes(row.wrapped_key))
+        except privacy.PersonalDataKeyError as exc:
+            count = PersonalDataKey.objects.filter(master_key_id=key_id).count()
+            problems.append(
+                f"{count} data key(s) wrapped by master key {key_id!r} do not open: {exc} "
+                "(set PII_MASTER_KEYS to the keys the data was written with; names read "
+                "until then fail)"
+            )
+    return problems

@@ -15,12 +15,14 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Unpack
 
 from django.db import transaction
+from django.db.models import TextField
+from django.db.models.functions import Cast
 
 import eventstore as es
 from bank import privacy
 from bank.domain import STREAM_TYPE, PersonalDataErased
 from bank.domain.errors import ErasureNotAllowed
-from bank.models import ApprovalRequest, PersonalDataKey
+from bank.models import ApprovalRequest, IdempotencyRecord, PersonalDataKey
 
 from . import encryption, unit_of_work
 from .accounts import AccountState, account_events, get_account
@@ -67,8 +69,49 @@ def erase(
                 context=context,
             )
             PersonalDataKey.objects.filter(subject_id=account_id).delete()
+            _redact_stored_answers(account_id)
         encryption.forget_cached_keys()
         return AccountState.of(done.accounts[0].account, done.position)
+
+
+def _redact_stored_answers(account_id: uuid.UUID) -> int:
+    """Replace the holder's name in the API answers kept for ``Idempotency-Key`` replays
+    (an answer about the account holds it in clear); return how many were changed.
+
+    Only ``holder_name`` members of objects whose ``id`` is the account are touched, so a
+    replay still gives the first answer's shape, with the name as every reader now shows
+    it. The records are few (kept ``IDEMPOTENCY_KEY_TTL_HOURS``) and found by the
+    account's id in their text.
+    """
+    wanted = str(account_id)
+    changed = 0
+    rows = IdempotencyRecord.objects.annotate(text=Cast("response_body", TextField())).filter(
+        text__contains=wanted
+    )
+    for record in rows.select_for_update():
+        body, hits = _redacted(record.response_body, wanted)
+        if hits:
+            record.response_body = body
+            record.save(update_fields=["response_body"])
+            changed += 1
+    return changed
+
+
+def _redacted(value: Any, account: str) -> tuple[Any, int]:
+    if isinstance(value, list):
+        pairs = [_redacted(item, account) for item in value]
+        return [item for item, _ in pairs], sum(hits for _, hits in pairs)
+    if isinstance(value, dict):
+        hits = 0
+        out = {}
+        for key, item in value.items():
+            out[key], inner = _redacted(item, account)
+            hits += inner
+        if out.get("id") == account and out.get("holder_name") not in (None, privacy.ERASED):
+            out["holder_name"] = privacy.ERASED
+            hits += 1
+        return out, hits
+    return value, 0
 
 
 def erased_subjects(

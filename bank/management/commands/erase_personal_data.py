@@ -1,4 +1,4 @@
-"""python manage.py erase_personal_data --account UUID --reason "…" | --reapply"""
+"""python manage.py erase_personal_data --account UUID --reason "…" | --reapply | --list"""
 
 from __future__ import annotations
 
@@ -26,6 +26,12 @@ class Command(BaseCommand):
         target = parser.add_mutually_exclusive_group(required=True)
         target.add_argument("--account", metavar="UUID", help="the account whose holder to erase")
         target.add_argument(
+            "--list",
+            action="store_true",
+            help="print the id of every erased subject, one per line (the erasure register "
+            "to keep outside the database, for --reapply --subjects after a restore)",
+        )
+        target.add_argument(
             "--reapply",
             action="store_true",
             help="re-erase every subject with a PersonalDataErased event (after a restore)",
@@ -44,6 +50,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["list"]:
+            for subject in dict.fromkeys(personal_data.erased_subjects()):
+                self.stdout.write(str(subject))
+            return
         if options["reapply"]:
             self._reapply(options["verbosity"], self._subjects(options["subjects"]))
             return

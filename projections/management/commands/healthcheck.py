@@ -31,7 +31,7 @@ class Command(BaseCommand):
             max_lag_events=options["max_lag_events"], max_lag_seconds=options["max_lag_seconds"]
         )
         for name, ok in health.checks.items():
-            self.stdout.write(f"{name:<12} {'ok' if ok else 'FAILING'}")
+            self.stdout.write(f"{name:<13} {'ok' if ok else 'FAILING'}")
         if not health.ok:
             raise CommandError("unhealthy: " + " | ".join(health.details))
         self.stdout.write(self.style.SUCCESS("healthy"))
