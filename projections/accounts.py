@@ -93,6 +93,11 @@ class BalanceProjection(Projection):
             return
         # Keyed by the ids' integers: a UUID hashes in Python, at every lookup.
         ids = {e.stream_id.int: e.stream_id for e in relevant}
+        # The holders' data keys of this batch's openings, in one query (a rebuild opens
+        # thousands of accounts).
+        encryption.prefetch(
+            e.stream_id for e in relevant if e.event_type == AccountOpened.event_type
+        )
         rows: dict[int, AccountBalance] = {
             row.account_id.int: row
             for row in AccountBalance.objects.filter(account_id__in=ids.values())

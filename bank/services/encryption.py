@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
@@ -83,6 +84,30 @@ def data_key(subject: uuid.UUID, *, create: bool = False) -> bytes | None:
     )
     _remember(subject, found)
     return found
+
+
+def prefetch(subjects: Iterable[uuid.UUID]) -> None:
+    """Read the data keys of many subjects in one query (a projection's batch of openings,
+    a rebuild), so that revealing their names costs no query each."""
+    now = time.monotonic()
+    ttl = settings.PII_KEY_CACHE_SECONDS
+    if ttl <= 0:
+        return
+    with _lock:
+        wanted = {
+            subject
+            for subject in subjects
+            if (cached := _cache.get(subject)) is None or now - cached[0] >= ttl
+        }
+    if not wanted:
+        return
+    keys = master_keys()
+    found = {
+        row.subject_id: keys.unwrap(row.subject_id, row.master_key_id, bytes(row.wrapped_key))
+        for row in PersonalDataKey.objects.filter(subject_id__in=wanted)
+    }
+    for subject in wanted:
+        _remember(subject, found.get(subject))
 
 
 def _remember(subject: uuid.UUID, key: bytes | None) -> None:

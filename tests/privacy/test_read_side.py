@@ -54,3 +54,17 @@ def test_the_stored_payload_the_relay_publishes_holds_only_the_ciphertext():
     assert privacy.is_token(body["data"]["holder_name"])
     assert "Hypatia" not in str(body)
     assert body["schema_version"] == 2
+
+
+def test_a_batch_of_openings_reads_its_holders_keys_in_one_query():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    for number in range(20):
+        svc.open_account(holder_name=f"Holder {number}", actor=CLERK)
+    encryption.forget_cached_keys()
+    with CaptureQueriesContext(connection) as queries:
+        runner.catch_up()
+    reads = [q["sql"] for q in queries if "personal_data_keys" in q["sql"]]
+    assert len(reads) == 1, reads
+    assert AccountBalance.objects.filter(holder_name__startswith="Holder ").count() == 20
