@@ -24,11 +24,19 @@ transfer side) not reversed yet can be reversed from its row, after a confirmati
 the reason, through ``reversals.reverse_posting`` (or a request, above the threshold); the
 timeline strikes a reversed posting through and links it and its reversal both ways, and
 hides such pairs on demand; the CSV carries both links.
+
+Personal data (issue 20): the data_protection group (``bank.erase_personal_data``) erases a
+closed account's holder data from its audit page, after a confirmation page with the reason,
+through ``personal_data.erase``. Every page shows the holder's name decrypted by the
+services, or ``[erased]``; pages showing an event's data as stored (the unreadable account's
+page here, the event pages in ``bank.admin_events``) show the stored token and, beside it,
+the decrypted field (``bank.selectors.personal``).
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import re
 import uuid
@@ -65,6 +73,7 @@ from bank import access_log, selectors
 from bank.domain import (
     ACTIVE,
     CLOSED,
+    ERASED_NAME,
     FROZEN,
     MAX_CENTS,
     BalanceNotZero,
@@ -78,7 +87,7 @@ from bank.forms import MoneyForm, ReasonForm, TimeTravelForm
 from bank.models import AccessLogEntry, ApprovalRequest
 from bank.money_format import format_money, plain_amount
 from bank.selectors.audit import REVERSIBLE_TYPES
-from bank.services import Actor, approvals, reversals
+from bank.services import Actor, approvals, personal_data, reversals
 from bank.services import accounts as svc
 from bank.services.errors import (
     AccountNotFound,
@@ -99,6 +108,7 @@ admin.site.index_title = f"{SITE_NAME} back office"
 COMMAND_PERMISSION = "bank.issue_command"
 ACCESS_LOG_PERMISSION = "bank.view_accesslogentry"
 QUEUE_PERMISSION = "bank.view_approvalrequest"
+ERASE_PERMISSION = "bank.erase_personal_data"
 
 # A command POSTed for an account whose record failed verification (the page disables the
 # forms, but a disabled button is no guard: the POST is refused here too).
@@ -175,6 +185,42 @@ def sent_for_approval(row: ApprovalRequest, currency: str) -> SafeString:
 
 def duplicate_request(label: str, exc: DuplicateRequest) -> SafeString:
     return format_html(DUPLICATE_REQUEST, label=label, request=request_link(str(exc.pending_id)))
+
+
+# Erasing a holder's personal data (issue 20): the data_protection group's action.
+ERASURE_LABEL = "Erasure of personal data"
+ERASURE_REFUSED = "Erasure of personal data refused: {why}. Nothing was changed."
+ERASURE_DONE = (
+    "Personal data erased: the holder of account {account} reads {erased} from now on "
+    "(version {version}, a PersonalDataErased event with your reason). The holder's data key "
+    "is deleted: the stored name can never be read again."
+)
+WHY_ERASED_ALREADY = "the personal data of this account is erased already"
+WHY_NOT_CLOSED = (
+    "the account is {status}: close it first (its balance must be zero; closing may need an "
+    "approval)"
+)
+WHY_PENDING = (
+    "{count} approval request{s} about this account {are} pending: an approver decides "
+    "{them} first"
+)
+
+
+def erasure_refusal(state: selectors.AccountState, pending: int) -> str:
+    """Why the holder's personal data may not be erased now ("" when it may); the services
+    decide in the end (``personal_data.erase``), in the same order."""
+    if state.holder_name == ERASED_NAME:
+        return WHY_ERASED_ALREADY
+    if pending:
+        return WHY_PENDING.format(
+            count=pending,
+            s="s" if pending != 1 else "",
+            are="are" if pending != 1 else "is",
+            them="them" if pending != 1 else "it",
+        )
+    if state.status != CLOSED:
+        return WHY_NOT_CLOSED.format(status=state.status)
+    return ""
 
 
 # An account whose stream holds an event this release cannot read (a newer release's type,
@@ -505,6 +551,11 @@ class AccountAdmin(admin.ModelAdmin):
                 name="bank_account_reverse",
             ),
             path(
+                "<uuid:account_id>/erase/",
+                view(self.erase_view),
+                name="bank_account_erase",
+            ),
+            path(
                 "<uuid:account_id>/audit/compare/",
                 view(self.compare_view),
                 name="bank_account_compare",
@@ -578,7 +629,10 @@ class AccountAdmin(admin.ModelAdmin):
                 try:
                     if moment is not None and timezone.is_naive(moment):
                         moment = timezone.make_aware(moment)
-                    past = selectors.account_at(account_id, version=version or None, at=moment)
+                    past = selectors.as_shown_now(
+                        selectors.account_at(account_id, version=version or None, at=moment),
+                        state,
+                    )
                 except (ServiceError, DomainError) as exc:
                     self.message_user(request, str(exc), messages.WARNING)
         # Logged before the "viewed by" panel is read, so the panel includes this view.
@@ -656,8 +710,25 @@ class AccountAdmin(admin.ModelAdmin):
             "ellipsis": Paginator.ELLIPSIS,
             "viewed_by": selectors.viewed_by(account_id),
             "may_view_log": request.user.has_perm(ACCESS_LOG_PERMISSION),
+            **self._erasure_context(request, state, integrity),
         }
         return TemplateResponse(request, "admin/bank/accountbalance/audit.html", context)
+
+    @staticmethod
+    def _erasure_context(
+        request: HttpRequest, state: selectors.AccountState, integrity: selectors.Integrity
+    ) -> dict[str, Any]:
+        """The audit page's "Personal data" panel, for those who may erase."""
+        if not request.user.has_perm(ERASE_PERMISSION):
+            return {"may_erase": False}
+        why = erasure_refusal(state, len(selectors.pending_requests(state.id)))
+        if not why and not integrity.ok:
+            why = f"commands on this account are withheld because {integrity.reason}"
+        return {
+            "may_erase": True,
+            "erasure_refusal": why,
+            "erased": state.holder_name == ERASED_NAME,
+        }
 
     @staticmethod
     def _reversal_links(
@@ -696,6 +767,10 @@ class AccountAdmin(admin.ModelAdmin):
         access_log.record(request, account_id, access_log.AUDIT_VIEW)
         stored = selectors.stored_events(account_id, page=page)
         culprit = selectors.account_events(account_id, after_version=exc.version - 1, limit=1)
+        erased = any(
+            selectors.personal_fields(event.event_type, event.data, erased=False)
+            for event in stored.events
+        ) and selectors.is_erased(account_id)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -704,11 +779,19 @@ class AccountAdmin(admin.ModelAdmin):
             "error": exc,
             "schema_version": culprit[0].schema_version if culprit else None,
             "stored": stored,
+            # As stored (tokens and all: the chain covers them), and the personal fields
+            # decrypted beside them (or [erased]).
             "events": [
                 (
                     event,
-                    json.dumps(event.data, indent=2, sort_keys=True, ensure_ascii=False),
+                    json.dumps(
+                        selectors.stored_for_display(event.event_type, event.data, erased=erased),
+                        indent=2,
+                        sort_keys=True,
+                        ensure_ascii=False,
+                    ),
                     event.version == exc.version,
+                    selectors.personal_fields(event.event_type, event.data, erased=erased),
                 )
                 for event in stored.events
             ],
@@ -861,6 +944,11 @@ class AccountAdmin(admin.ModelAdmin):
         if bound and form.is_valid():
             comparison = selectors.compare_versions(
                 account_id, version_a=form.cleaned_data["a"], version_b=form.cleaned_data["b"]
+            )
+            comparison = dataclasses.replace(
+                comparison,
+                a=selectors.as_shown_now(comparison.a, state),
+                b=selectors.as_shown_now(comparison.b, state),
             )
             changes = _changes(comparison)
         context = {
@@ -1259,6 +1347,92 @@ class AccountAdmin(admin.ModelAdmin):
         return TemplateResponse(
             request, "admin/bank/accountbalance/confirm_reversal.html", context
         )
+
+    # --- erasure of personal data ---------------------------------------------------------
+
+    def erase_view(self, request: HttpRequest, account_id: uuid.UUID) -> HttpResponseBase:
+        """Erase the holder's personal data (crypto-shredding): a confirmation page with the
+        consequences, the rules and the reason, then ``personal_data.erase`` with the staff
+        user as actor. Every refusal is a message on the audit page; nothing is changed."""
+        if not request.user.has_perm(ERASE_PERMISSION):
+            raise PermissionDenied
+        if request.method not in ("GET", "POST"):
+            return HttpResponseNotAllowed(["GET", "POST"])
+        back = reverse("admin:bank_account_audit", args=[account_id])
+        integrity = selectors.account_integrity(account_id)
+        if not integrity.ok:
+            self.message_user(
+                request,
+                COMMAND_WITHHELD.format(label=ERASURE_LABEL, reason=integrity.reason),
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(back)
+        try:
+            state = selectors.get_account(account_id)
+        except AccountNotFound:
+            self.message_user(request, f"Account {account_id} does not exist.", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:projections_accountbalance_changelist"))
+        except UnreadableStream as exc:
+            return self._unreadable_redirect(request, account_id, exc, ERASURE_LABEL)
+        why = erasure_refusal(state, len(selectors.pending_requests(account_id)))
+        if why:
+            self.message_user(request, ERASURE_REFUSED.format(why=why), messages.ERROR)
+            return HttpResponseRedirect(back)
+        form = ReasonForm(
+            request.POST if request.method == "POST" else None,
+            prefix="erase",
+            label="Reason for the erasure",
+        )
+        if request.method == "GET" or request.POST.get("confirm") != "yes" or not form.is_valid():
+            return self._erasure_confirmation(request, state, form)
+        try:
+            expected = int(request.POST.get("expected_version", ""))
+        except ValueError:
+            return self._erasure_confirmation(request, state, form)
+        # erase() takes no expected version: the page's version is checked here. A closed
+        # account changes only by an erasure, which the domain refuses twice.
+        if expected != state.version:
+            self.message_user(
+                request,
+                COMMAND_STALE.format(label=ERASURE_LABEL, actual=state.version, expected=expected),
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(back)
+        try:
+            done = personal_data.erase(
+                account_id=account_id,
+                reason=form.cleaned_data["reason"],
+                actor=Actor.from_user(request.user, auth="admin"),
+            )
+        except (DomainError, ServiceError) as exc:
+            self.message_user(
+                request,
+                ERASURE_REFUSED.format(why=refusal_message(exc, state.currency)),
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(back)
+        self.message_user(
+            request,
+            ERASURE_DONE.format(account=account_id, erased=ERASED_NAME, version=done.version),
+            messages.SUCCESS,
+        )
+        return HttpResponseRedirect(back)
+
+    def _erasure_confirmation(
+        self, request: HttpRequest, state: selectors.AccountState, form: forms.Form
+    ) -> HttpResponse:
+        """What the erasure does, irreversibly, and its rules, with the reason to give."""
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Erase personal data: please confirm",
+            "state": state,
+            "form": form,
+            "next_version": state.version + 1,
+            "erased": ERASED_NAME,
+            "cancel_url": reverse("admin:bank_account_audit", args=[state.id]),
+        }
+        return TemplateResponse(request, "admin/bank/accountbalance/confirm_erasure.html", context)
 
     def _request_approval(
         self,

@@ -1,6 +1,7 @@
-"""Every URL in the URL conf, walked as anonymous, a user without a role, an auditor and a
-teller: each answers as the role allows, never with a 5xx, and auditors never cause an event.
-Admin forms are CSRF-protected."""
+"""Every URL in the URL conf, walked as anonymous, a user without a role, an auditor, a
+teller, an approver, a data protection officer and a superuser: each answers as the role
+allows (``staff_expectation``), never with a 5xx, and auditors never cause an event. Admin
+forms are CSRF-protected."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 import eventstore as es
-from bank.models import AccessLogEntry
-from bank.services import Actor
+from bank.models import AccessLogEntry, ApprovalRequest
+from bank.services import Actor, approvals
 from bank.services import accounts as svc
 from eventstore.models import Event
 from projections import runner
@@ -56,17 +57,30 @@ def world():
     ensure_roles()
     # The auditors' view of the access log (migration 0003), after a flush emptied the groups.
     importlib.import_module("bank.migrations.0003_access_log").grant_auditors(apps, None)
+    # The approvers (issue 21) and the data protection officers (issue 20).
+    importlib.import_module("bank.migrations.0005_approvers_role").create_role(apps, None)
+    importlib.import_module("bank.migrations.0007_data_protection_role").create_role(apps, None)
     account = svc.open_account(holder_name="Walker", initial_balance_cents=500, actor=SYSTEM)
     other = svc.open_account(holder_name="Other", initial_balance_cents=500, actor=SYSTEM)
     runner.catch_up()
     call_command("verify_events", "--full", verbosity=0)  # a healthy store: /healthz is 200
     users = {}
-    for name, group in (("nobody", None), ("audrey", "auditors"), ("tom", "tellers")):
-        user = User.objects.create_user(name, password="pw", is_staff=group is not None)
-        if group:
+    for name, group in ROLES.items():
+        user = User.objects.create_user(
+            name, password="pw", is_staff=group is not None, is_superuser=name == "root"
+        )
+        if group and group != "superuser":
             user.groups.add(Group.objects.get(name=group))
         users[name] = user
     first_event = es.read_stream(account.id)[0]
+    # A request in the approval queue (its own stream: the account's stays at version 1),
+    # so that its decision page is asked for a request that exists.
+    waiting = approvals.request(
+        "freeze",
+        command={"account_id": str(other.id), "reason": "card stolen"},
+        actor=Actor.from_user(users["tom"], auth="admin"),
+        reason="card stolen",
+    )
     values = {
         "account_id": str(account.id),
         "object_id": str(account.id),
@@ -79,6 +93,10 @@ def world():
         "uidb64": "MQ",
         "token": "set-password",
         "slug": "x",
+        "approval_id": str(waiting.id),
+        # A reversal's version: the account's deposit-less opening (not a posting: the
+        # page refuses it with a message, never a 5xx).
+        "version": "1",
     }
     # Each admin page of one object is asked for an object that exists.
     objects = {
@@ -87,6 +105,7 @@ def world():
         "admin/authtoken/tokenproxy/": str(Token.objects.create(user=users["nobody"]).user_id),
         "admin/eventstore/event/": str(first_event.position),
         "admin/projections/accountbalance/": str(account.id),
+        "admin/bank/approvalrequest/": str(waiting.id),
     }
     # A successful and a failed login, so that django-axes' admin pages have an object each.
     Client().post("/admin/login/", {"username": "tom", "password": "pw"})
@@ -118,6 +137,61 @@ def _clients(users):
 
 
 PUBLIC = ("/healthz", "/api/schema/", "/api/docs/", "/admin/login/")
+# The roles walked: a user name and its group (None: no role and not staff).
+ROLES = {
+    "nobody": None,
+    "audrey": "auditors",
+    "tom": "tellers",
+    "ann": "approvers",
+    "dana": "data_protection",
+    "root": "superuser",
+}
+# What each staff role may see beyond the accounts, their events and their audit pages.
+QUEUE_VIEWERS = ("audrey", "tom", "ann", "root")  # bank.view_approvalrequest
+SNAPSHOT_VIEWERS = ("audrey", "tom", "ann", "root")  # data_protection sees accounts only
+ACCOUNT = "/admin/projections/accountbalance/"
+
+
+def staff_expectation(url: str, role: str) -> tuple[int, ...]:
+    """The final answers (after the admin's own redirects) a staff role may get for a GET."""
+    superuser = role == "root"
+    if re.match(r"/admin/(auth|authtoken|axes)/", url):
+        # Staff roles manage no users; the superuser does (an add page django-axes' admin
+        # refuses, a delete page of an object: answered, never changed by a GET).
+        return (200, 403, 404) if superuser else (403,)
+    if url == "/admin/autocomplete/":
+        return (403,)  # no autocomplete field is configured
+    if url.startswith("/admin/bank/accesslogentry/"):
+        # The access log is the auditors' (and superusers'): not the tellers'.
+        if "/add/" in url or url.endswith("/delete/"):
+            return (403, 404)
+        return (200, 404) if role in ("audrey", "root") else (403,)
+    if "/add/" in url or url.endswith("/delete/"):
+        return (403, 404)  # the store is read-only
+    if url.startswith("/admin/bank/approvalrequest/"):
+        # The queue and its decision pages (GET shows them; deciding is a POST).
+        return (200,) if role in QUEUE_VIEWERS else (403,)
+    if re.match(rf"{ACCOUNT}[0-9a-f-]+/reverse/\d+/$", url):
+        # A reversal's confirmation is a teller's (here: version 1 is not a posting, so the
+        # answer is the audit page with a message saying why).
+        return (200,) if role in ("tom", "root") else (403,)
+    if re.match(rf"{ACCOUNT}[0-9a-f-]+/erase/$", url):
+        # Erasure is the data protection officers' (here: the account is open, so the answer
+        # is the audit page with the refusal).
+        return (200,) if role in ("dana", "root") else (403,)
+    if "/command/" in url or re.search(
+        r"/(deposit|withdraw|freeze|unfreeze|close|transfers|reversals|approve|reject)/$", url
+    ):
+        return (403, 405)  # commands are POSTs
+    if re.match(r"/admin/eventstore/snapshot/[^/]+/", url):
+        # No snapshot exists: Django's admin sends to its index before it asks for the
+        # permission (which data_protection lacks).
+        return (200, 404) if role in SNAPSHOT_VIEWERS else (200, 403)
+    if url.startswith("/admin/eventstore/snapshot/") or url.startswith(
+        ("/admin/projections/checkpoint/", "/admin/projections/deadletter/")
+    ):
+        return (200, 404) if role in SNAPSHOT_VIEWERS else (403,)
+    return (200, 404)
 
 
 def test_every_url_answers_each_role_as_it_may_and_never_with_a_5xx(world):
@@ -141,7 +215,8 @@ def test_every_url_answers_each_role_as_it_may_and_never_with_a_5xx(world):
                     assert response["Location"].startswith("/admin/login/"), where
             elif role == "nobody":  # authenticated, no role, not staff
                 if is_api and re.search(
-                    r"/(deposit|withdraw|freeze|unfreeze|close|transfers)/$", url
+                    r"/(deposit|withdraw|freeze|unfreeze|close|transfers|reversals|approve|reject)/$",
+                    url,
                 ):
                     assert response.status_code == 405, where  # no GET there, for any role
                 elif is_api:
@@ -152,24 +227,7 @@ def test_every_url_answers_each_role_as_it_may_and_never_with_a_5xx(world):
             else:  # staff: follow the admin's own redirects (object/ -> object/change/)
                 final = client.get(url, follow=True).status_code
                 where = f"GET {url} as {role}: {response.status_code}, finally {final}"
-                if is_admin and re.match(r"/admin/(auth|authtoken|axes)/", url):
-                    assert final == 403, where  # staff roles manage no users
-                elif is_admin and url.startswith("/admin/bank/accesslogentry/"):
-                    # The access log is the auditors' (and superusers'): not the tellers'.
-                    if "/add/" in url or url.endswith("/delete/"):
-                        assert final in (403, 404), where
-                    else:
-                        assert final in ((200, 404) if role == "audrey" else (403,)), where
-                elif is_admin and ("/add/" in url or url.endswith("/delete/")):
-                    assert final in (403, 404), where  # the store is read-only
-                elif url == "/admin/autocomplete/":
-                    assert final == 403, where  # no autocomplete field is configured
-                elif "/command/" in url or re.search(
-                    r"/(deposit|withdraw|freeze|unfreeze|close|transfers)/$", url
-                ):
-                    assert final in (403, 405), where  # commands are POSTs
-                else:
-                    assert final in (200, 404), where
+                assert final in staff_expectation(url, role), where
     # Reading never writes.
     assert es.stream_version(account.id) == 1
 
@@ -234,3 +292,44 @@ def test_admin_forms_are_csrf_protected(world):
     )
     assert response.status_code == 302
     assert Event.objects.count() == before + 1
+
+
+def test_the_queues_bulk_decisions_and_the_erasure_answer_each_role_as_it_may(world):
+    """The POSTs behind the new admin pages: a bulk decision (its confirmation page) is the
+    approvers' (and the superuser's); an erasure is the data protection officers'; a
+    reversal the tellers'. Refused or not, nothing is written by these requests."""
+    account, other, users, _ = world
+    clients = _clients(users)
+    waiting = ApprovalRequest.objects.get()
+    before = Event.objects.count()
+    queue = "/admin/bank/approvalrequest/"
+    erase = f"/admin/projections/accountbalance/{account.id}/erase/"
+    reverse = f"/admin/projections/accountbalance/{account.id}/reverse/1/"
+    expected = {
+        # role: (bulk confirmation, erase, reverse)
+        "anonymous": (302, 302, 302),
+        "nobody": (302, 302, 302),
+        "audrey": (200, 403, 403),
+        "tom": (200, 403, 302),
+        "ann": (200, 403, 403),
+        "dana": (403, 302, 403),
+        "root": (200, 302, 302),
+    }
+    for role, (admin_client, _) in clients.items():
+        bulk = admin_client.post(
+            queue,
+            {"action": "reject_selected", "_selected_action": [str(waiting.id)], "index": "0"},
+        )
+        erased = admin_client.post(erase, {"confirm": "yes", "erase-reason": "asked"})
+        reversed_ = admin_client.post(reverse, {"confirm": "yes", "reverse-reason": "x"})
+        answers = (bulk.status_code, erased.status_code, reversed_.status_code)
+        assert answers == expected[role], f"{role}: {answers}"
+        if role in ("ann", "root"):  # the confirmation page, nothing decided yet
+            assert b'id="bulk-confirm"' in bulk.content, role
+        elif role in ("audrey", "tom"):  # the queue, the action not offered to them
+            assert b'id="bulk-confirm"' not in bulk.content, role
+        if role in ("dana", "root"):  # refused with a message: the account is open
+            assert erased["Location"] == f"/admin/projections/accountbalance/{account.id}/audit/"
+    waiting.refresh_from_db()
+    assert waiting.status == "pending"
+    assert Event.objects.count() == before

@@ -7,6 +7,7 @@
 - The audit page's timeline, time travel and integrity come from the events and the
   verification records; so do comparisons of two versions and statements.
 - The balance chart comes from the transaction-history read model (thinned in the database).
+- Personal fields as stored and as they read (``personal``): decrypted, or ``[erased]``.
 - Who viewed an account (``access_log``): the append-only log's latest entries.
 - A command's events across streams and a user's actions are selected by the events'
   metadata (``links``).
@@ -51,6 +52,15 @@ from .links import (
     actor_actions,
     correlated_events,
 )
+from .personal import (
+    HIDDEN_CLEAR,
+    PersonalField,
+    as_shown_now,
+    erased_by_read_model,
+    is_erased,
+    personal_fields,
+    stored_for_display,
+)
 from .read_models import account_list, find_accounts, transactions
 from .statements import (
     STATEMENT_ROWS_MAX,
@@ -62,6 +72,7 @@ from .statements import (
 
 __all__ = [
     "ACTIONS_PAGE_SIZE",
+    "HIDDEN_CLEAR",
     "COMPARE_EVENTS_MAX",
     "CORRELATION_MAX",
     "MAX_CHART_POINTS",
@@ -77,6 +88,7 @@ __all__ = [
     "Correlation",
     "EventLine",
     "Integrity",
+    "PersonalField",
     "IntegrityPanel",
     "Statement",
     "StoredPage",
@@ -85,6 +97,7 @@ __all__ = [
     "access_entries",
     "approval_accounts",
     "approval_requesters",
+    "as_shown_now",
     "account_at",
     "account_events",
     "account_integrity",
@@ -98,16 +111,20 @@ __all__ = [
     "compare_versions",
     "correlated_events",
     "day_range",
+    "erased_by_read_model",
     "find_accounts",
     "find_requests",
     "log_users",
     "get_account",
     "integrity_panel",
+    "is_erased",
     "line_of",
     "pending_requests",
+    "personal_fields",
     "reversal_map",
     "statement_movements",
     "stored_events",
+    "stored_for_display",
     "timeline_rows",
     "transactions",
     "viewed_by",

@@ -372,3 +372,54 @@ def test_the_approval_and_reversal_pages_have_no_serious_or_critical_axe_finding
         browser.get(f"{live_server.url}{url}")
         check(name)
     assert not problems, "\n\n".join(f"== {page} ==\n{text}" for page, text in problems.items())
+
+
+def test_the_erasure_pages_have_no_serious_or_critical_axe_finding(
+    browser, live_server, history, axe_source
+):
+    """Issue 20's pages: a data protection officer's audit page with its "Personal data"
+    panel, the erasure's confirmation (and with its error), an event page with a personal
+    field decrypted, and an erased account's audit page."""
+    import importlib
+
+    from django.apps import apps
+    from selenium.webdriver.common.by import By
+
+    from tests.support import ensure_roles
+
+    ensure_roles()
+    importlib.import_module("bank.migrations.0007_data_protection_role").create_role(apps, None)
+    system = Actor.system("tests")
+    balance = svc.get_account(history).balance_cents
+    svc.withdraw(account_id=history, amount_cents=balance, description="payout", actor=system)
+    svc.close(account_id=history, reason="holder asked", actor=system)
+    runner.catch_up()
+    make_staff("dana", "data_protection")
+    log_in(browser, live_server, "dana")
+    problems = {}
+
+    def check(name):
+        findings = axe_findings(browser, axe_source)
+        if findings:
+            problems[name] = describe(findings)
+
+    audit = f"{live_server.url}/admin/projections/accountbalance/{history}/audit/"
+    opened = es.read_stream(history)[0]
+    for name, url in {
+        "audit page with the personal data panel": audit,
+        "erasure confirmation": f"{audit.removesuffix('audit/')}erase/",
+        "event page with a personal field": (
+            f"{live_server.url}/admin/eventstore/event/{opened.position}/change/"
+        ),
+    }.items():
+        browser.get(url)
+        check(name)
+    browser.get(f"{audit.removesuffix('audit/')}erase/")
+    navigate(browser, browser.find_element(By.ID, "confirm-submit").click)  # no reason
+    assert browser.find_element(By.ID, "erasure-errors")
+    check("erasure confirmation with its error")
+    browser.find_element(By.ID, "id_erase-reason").send_keys("request 2026-114")
+    navigate(browser, browser.find_element(By.ID, "confirm-submit").click)
+    assert browser.find_element(By.ID, "personal-data-erased")
+    check("an erased account's audit page")
+    assert not problems, "\n\n".join(f"== {page} ==\n{text}" for page, text in problems.items())

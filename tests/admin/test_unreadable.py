@@ -77,7 +77,14 @@ def test_the_audit_page_shows_a_banner_and_the_events_as_stored_without_commands
     assert rows[0][0] == " unreadable-event"
     assert "&quot;rate&quot;: &quot;0.25%&quot;" in page and "AccountOpened" in page
     assert 'id="commands"' not in page and "command-form" not in page
-    assert "Ada Lovelace" in page  # the opening's data, as stored
+    # The opening's data as stored: the holder's name is a token (what the chain covers),
+    # marked, and shown decrypted beside it.
+    opening = re.search(r'data-version="1">(.*?)</tr>', page, re.S).group(1)
+    stored = re.search(r'<pre class="stored-json">(.*?)</pre>', opening, re.S).group(1)
+    assert re.search(r"&quot;holder_name&quot;: &quot;pii:v1:[0-9a-f-]{36}:", stored)
+    assert "Ada Lovelace" not in stored
+    assert "(encrypted: shown decrypted below)" in opening
+    assert re.search(r'<dd class="personal-value">Ada Lovelace</dd>', opening)
 
 
 @pytest.mark.parametrize(
