@@ -8,6 +8,7 @@ module for the transactions and the retries). Queries read the accounts' own eve
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Unpack
 from django.db import transaction
 
 import eventstore as es
-from bank.domain import STREAM_TYPE, Account
+from bank.domain import ERASED_NAME, STREAM_TYPE, Account
 from bank.domain.errors import SAME_ACCOUNT_MESSAGE, InvalidInput, InvalidTransfer
 
 from . import encryption, repository, unit_of_work
@@ -333,7 +334,16 @@ def account_at(
     account = repository.load_one(account_id, up_to_version=version)
     if account.version < version:
         raise VersionNotFound(account_id, version, account.version)
-    return AccountState.of(account)
+    state = AccountState.of(account)
+    # A name written in clear before encryption has no key to shred: a past state shows it
+    # erased when the account is erased now.
+    if (
+        not encryption.is_protected(account.holder_name)
+        and state.holder_name != ERASED_NAME
+        and repository.load_one(account_id).holder_name == ERASED_NAME
+    ):
+        return dataclasses.replace(state, holder_name=ERASED_NAME)
+    return state
 
 
 def account_events(

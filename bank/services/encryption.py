@@ -138,6 +138,11 @@ def protect_event_data(
     return protected
 
 
+def is_protected(value: str) -> bool:
+    """Whether a stored personal field is a token (encrypted), not text in clear."""
+    return privacy.is_token(value)
+
+
 def reveal(value: str, field: str) -> str:
     """What a stored personal field says: the text, ``[erased]`` when its key is gone, the
     value itself when it is not a token (written before encryption, or the erased mark).

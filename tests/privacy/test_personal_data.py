@@ -142,6 +142,7 @@ def test_events_written_before_encryption_still_read_in_clear():
     # The account shows the erasure; the old event keeps its clear text (it cannot be
     # rewritten, as the README says).
     assert svc.get_account(account_id).holder_name == "[erased]"
+    assert svc.account_at(account_id, version=1).holder_name == "[erased]"
     assert svc.account_events(account_id)[0].data["holder_name"] == "Old Clear"
 
 
