@@ -32,6 +32,7 @@ from __future__ import annotations
 import atexit
 import functools
 import gzip
+import http.client
 import json
 import logging
 import os
@@ -302,6 +303,11 @@ class HttpSender:
         except OSError as error:  # refused, reset, timed out: the collector may be restarting
             reason = getattr(error, "reason", error)
             raise ExportError(f"{self.endpoint}: {reason}", retryable=True) from None
+        except http.client.HTTPException as error:  # not HTTP/1 (a gRPC port), a cut body
+            raise ExportError(
+                f"{self.endpoint}: not an HTTP answer ({error!r}); is this the OTLP/HTTP port?",
+                retryable=True,
+            ) from None
 
 
 class GrpcSender:
@@ -487,13 +493,17 @@ class BatchingHandler(logging.Handler):
         for attempt in range(_MAX_ATTEMPTS):
             try:
                 self.send(request, max(deadline - time.monotonic(), 0.001))
-            except ExportError as error:
-                delay = error.retry_after or 2**attempt * random.uniform(0.8, 1.2)  # noqa: S311
-                retry = error.retryable and attempt + 1 < _MAX_ATTEMPTS
+            except Exception as unexpected:  # the thread's boundary: it must outlive any error
+                if not isinstance(unexpected, ExportError):
+                    self._failed(f"export failed ({unexpected!r}); {len(records)} records lost")
+                    return
+                failure = unexpected
+                delay = failure.retry_after or 2**attempt * random.uniform(0.8, 1.2)  # noqa: S311
+                retry = failure.retryable and attempt + 1 < _MAX_ATTEMPTS
                 if retry and time.monotonic() + delay < deadline:
                     time.sleep(delay)
                     continue
-                self._failed(f"export failed ({error}); {len(records)} records lost")
+                self._failed(f"export failed ({failure}); {len(records)} records lost")
                 return
             if self._failing:
                 self._failing = False

@@ -30,6 +30,11 @@ PERSONAL_FIELDS: dict[str, tuple[str, ...]] = {"AccountOpened": ("holder_name",)
 _lock = threading.Lock()
 _cache: dict[uuid.UUID, tuple[float, bytes | None]] = {}
 _master: tuple[str, privacy.MasterKeys] | None = None
+_generation = 0
+# Subjects whose key row was created by a transaction not known to have committed: their
+# key is never cached from a read (that read could see the uncommitted row, and a rollback
+# would leave a key in memory that the database does not hold).
+_uncommitted: set[uuid.UUID] = set()
 
 
 def master_keys() -> privacy.MasterKeys:
@@ -44,9 +49,20 @@ def master_keys() -> privacy.MasterKeys:
 
 
 def forget_cached_keys() -> None:
-    """Drop every unwrapped key this process holds (after an erasure, or in tests)."""
+    """Drop every unwrapped key this process holds (after an erasure, or in tests).
+
+    A key read before the call and remembered after it is not kept (the generation it was
+    read in is over), so a reader racing an erasure in this process cannot re-cache it.
+    """
+    global _generation
     with _lock:
         _cache.clear()
+        _generation += 1
+
+
+def _current_generation() -> int:
+    with _lock:
+        return _generation
 
 
 def data_key(subject: uuid.UUID, *, create: bool = False) -> bytes | None:
@@ -59,6 +75,7 @@ def data_key(subject: uuid.UUID, *, create: bool = False) -> bytes | None:
     ttl = settings.PII_KEY_CACHE_SECONDS
     with _lock:
         cached = _cache.get(subject)
+        generation = _generation
     if cached is not None and now - cached[0] < ttl and (cached[1] is not None or not create):
         return cached[1]
     row = PersonalDataKey.objects.filter(subject_id=subject).first()
@@ -75,15 +92,23 @@ def data_key(subject: uuid.UUID, *, create: bool = False) -> bytes | None:
         else:
             # Remembered once the row is committed: a rolled-back open must not leave a
             # key in memory that the database does not hold.
-            transaction.on_commit(lambda: _remember(subject, key))
+            with _lock:
+                _uncommitted.add(subject)
+            transaction.on_commit(lambda: _committed(subject, key, generation))
             return key
     found = (
         master_keys().unwrap(subject, row.master_key_id, bytes(row.wrapped_key))
         if row is not None
         else None
     )
-    _remember(subject, found)
+    _remember(subject, found, generation)
     return found
+
+
+def _committed(subject: uuid.UUID, key: bytes, generation: int) -> None:
+    with _lock:
+        _uncommitted.discard(subject)
+    _remember(subject, key, generation)
 
 
 def prefetch(subjects: Iterable[uuid.UUID]) -> None:
@@ -94,6 +119,7 @@ def prefetch(subjects: Iterable[uuid.UUID]) -> None:
     if ttl <= 0:
         return
     with _lock:
+        generation = _generation
         wanted = {
             subject
             for subject in subjects
@@ -107,13 +133,16 @@ def prefetch(subjects: Iterable[uuid.UUID]) -> None:
         for row in PersonalDataKey.objects.filter(subject_id__in=wanted)
     }
     for subject in wanted:
-        _remember(subject, found.get(subject))
+        _remember(subject, found.get(subject), generation)
 
 
-def _remember(subject: uuid.UUID, key: bytes | None) -> None:
+def _remember(subject: uuid.UUID, key: bytes | None, generation: int) -> None:
+    """Cache a key read in ``generation``, unless the cache was cleared since (an erasure)
+    or the subject's key row may not be committed yet."""
     if settings.PII_KEY_CACHE_SECONDS > 0:
         with _lock:
-            _cache[subject] = (time.monotonic(), key)
+            if generation == _generation and subject not in _uncommitted:
+                _cache[subject] = (time.monotonic(), key)
 
 
 def protect(subject: uuid.UUID, field: str, text: str) -> str:

@@ -62,14 +62,17 @@ def erase(
                     "decide it first",
                     approval_id=str(waiting),
                 )
+            # The key and the stored answers first, the append last: the append takes the
+            # store's append lock, held until commit, and nothing slow may run under it.
+            # A refusal by the domain rolls all of it back.
+            PersonalDataKey.objects.filter(subject_id=account_id).delete()
+            _redact_stored_answers(account_id)
             done = unit_of_work.run(
                 "erase_personal_data",
                 [account_id],
                 lambda loaded: loaded[0].account.erase_personal_data(reason),
                 context=context,
             )
-            PersonalDataKey.objects.filter(subject_id=account_id).delete()
-            _redact_stored_answers(account_id)
         encryption.forget_cached_keys()
         return AccountState.of(done.accounts[0].account, done.position)
 

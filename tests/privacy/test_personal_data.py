@@ -278,3 +278,22 @@ def test_the_commands_erase_export_reapply_and_make_keys(tmp_path, capsys):
     assert privacy.parse_master_keys(printed, debug=False).current == "k2028"
     with pytest.raises(CommandError, match="no account|does not exist"):
         call_command("export_personal_data", account=str(uuid.uuid4()), out=str(out))
+
+
+def test_a_rolled_back_open_leaves_no_key_in_memory_for_a_later_open_of_that_id():
+    from django.db import transaction
+
+    account_id = uuid.uuid4()
+
+    class Abort(Exception):
+        pass
+
+    with pytest.raises(Abort), transaction.atomic():
+        state = svc.open_account(account_id=account_id, holder_name="First Try", actor=CLERK)
+        assert state.holder_name == "First Try"  # read back inside the transaction
+        raise Abort
+    assert not PersonalDataKey.objects.filter(subject_id=account_id).exists()
+    svc.open_account(account_id=account_id, holder_name="Second Try", actor=CLERK)
+    assert PersonalDataKey.objects.filter(subject_id=account_id).exists()
+    encryption.forget_cached_keys()
+    assert svc.get_account(account_id).holder_name == "Second Try"

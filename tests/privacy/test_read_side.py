@@ -56,6 +56,7 @@ def test_the_stored_payload_the_relay_publishes_holds_only_the_ciphertext():
     assert body["schema_version"] == 2
 
 
+@pytest.mark.django_db(transaction=True)  # the openings commit, as in production
 def test_a_batch_of_openings_reads_its_holders_keys_in_one_query():
     from django.db import connection
     from django.test.utils import CaptureQueriesContext

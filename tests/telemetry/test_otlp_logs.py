@@ -334,3 +334,55 @@ def test_a_full_queue_drops_the_oldest_records_without_blocking_and_counts_them(
 )
 def test_python_levels_map_to_the_logs_data_model_severities(level, number):
     assert otlp_logs.severity_number(level) == number
+
+
+def test_an_endpoint_that_does_not_speak_http_is_reported_and_the_exporter_lives_on(
+    otlp_env, capsys
+):
+    """E.g. the gRPC port given as the HTTP endpoint: http.client raises no OSError there."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    port = server.getsockname()[1]
+    stop = threading.Event()
+
+    def answer_garbage():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"\x00\x00\x12\x04\x00\x00\x00\x00\x00not http at all\r\n\r\n")
+
+    thread = threading.Thread(target=answer_garbage, daemon=True)
+    thread.start()
+    otlp_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{port}")
+    otlp_env.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "2")
+    handler = otlp_logs.otlp_handler(Resource.create(), grpc=False)()
+    logger = isolated_logger("tests.otlp_logs.garbage", handler)
+    try:
+        logger.error("first")
+        handler.flush()
+        with Receiver() as receiver:  # the collector comes back on a real port
+            otlp_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{receiver.port}")
+            second = otlp_logs.otlp_handler(Resource.create(), grpc=False)()
+            logger.handlers[:] = [second]
+            logger.error("second")
+            records = wait_for(receiver.log_records)
+            second.close()
+        logger.handlers[:] = [handler]
+        logger.error("third")  # the first handler's thread is still alive and still reports
+        handler.flush()
+    finally:
+        handler.close()
+        stop.set()
+        thread.join(5)
+        server.close()
+    assert [r.body.string_value for _, _, r in records] == ["second"]
+    err = capsys.readouterr().err
+    assert "not an HTTP answer" in err and "is this the OTLP/HTTP port?" in err, err
