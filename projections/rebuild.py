@@ -212,7 +212,9 @@ def _rebuild_postgres(
         try:
             _create_shadows_postgres(live, tables)
             with _shadow_first():
-                applied = _catch_up_aside(names, CHECKPOINTS, batch_size, progress)
+                applied = _catch_up_aside(
+                    names, CHECKPOINTS, batch_size, _analyzing(tables, progress)
+                )
                 with connection.cursor() as cursor:
                     for table in tables:
                         cursor.execute(f"ANALYZE {_q(SHADOW_SCHEMA)}.{_q(table)}")
@@ -220,6 +222,31 @@ def _rebuild_postgres(
         finally:
             _drop_shadows_postgres()
     return Rebuilt(names, applied + more, position)
+
+
+# The shadows start empty: without statistics the planner reads them as tiny, and the
+# handlers' per-batch queries (each account's newest history row) turn into scans of
+# millions of rows once they are big. Autovacuum may be off, or a minute behind a table
+# that grows by thousands of rows a second, so the rebuild analyzes them itself, each time
+# it has applied twice as many events as at the last analysis.
+FIRST_ANALYZE_AT = 10_000
+
+
+def _analyzing(tables: Sequence[str], progress: Progress | None) -> Progress:
+    seen, next_at = 0, FIRST_ANALYZE_AT
+
+    def step(count: int) -> None:
+        nonlocal seen, next_at
+        seen += count
+        if seen >= next_at:
+            with connection.cursor() as cursor:
+                for table in tables:
+                    cursor.execute(f"ANALYZE {_q(SHADOW_SCHEMA)}.{_q(table)}")
+            next_at = seen * 2
+        if progress is not None:
+            progress(count)
+
+    return step
 
 
 @contextlib.contextmanager

@@ -467,3 +467,23 @@ def test_in_place_still_rebuilds_the_live_tables(capsys):
         capsys.readouterr().out
     )
     assert (balance_rows(), history_rows()) == live
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_shadows_are_analyzed_as_they_grow_not_only_at_the_end(monkeypatch):
+    """Without statistics the planner takes the growing shadows for tiny tables, and the
+    history's per-batch lookups became scans of millions of rows on a 5,000,000-event store
+    (autovacuum is off on some servers, and a minute behind on the others)."""
+    from django.test.utils import CaptureQueriesContext
+
+    from projections import rebuild as rebuild_module
+
+    bulk_store(accounts=20, deposits_each=50)  # 1,020 events
+    monkeypatch.setattr(rebuild_module, "FIRST_ANALYZE_AT", 100)
+    with CaptureQueriesContext(connection) as queries:
+        rebuild(batch_size=50)
+    analyzed = [q["sql"] for q in queries if q["sql"].startswith("ANALYZE")]
+    # At 100, 200, 400 and 800 events, then once at the end: both tables each time.
+    assert len(analyzed) == 2 * 5, analyzed
+    assert all(f'"{SHADOW_SCHEMA}"' in sql for sql in analyzed), analyzed
