@@ -19,7 +19,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
+from django.utils import timezone
 
 from bank import privacy
 from bank.models import PersonalDataKey
@@ -78,24 +79,16 @@ def data_key(subject: uuid.UUID, *, create: bool = False) -> bytes | None:
         generation = _generation
     if cached is not None and now - cached[0] < ttl and (cached[1] is not None or not create):
         return cached[1]
-    row = PersonalDataKey.objects.filter(subject_id=subject).first()
-    if row is None and create:
+    if create:
         key = privacy.new_data_key()
-        key_id, wrapped = master_keys().wrap(subject, key)
-        try:
-            with transaction.atomic():
-                PersonalDataKey.objects.create(
-                    subject_id=subject, master_key_id=key_id, wrapped_key=wrapped
-                )
-        except IntegrityError:
-            row = PersonalDataKey.objects.get(subject_id=subject)  # made meanwhile
-        else:
+        if _insert_key(subject, key):
             # Remembered once the row is committed: a rolled-back open must not leave a
             # key in memory that the database does not hold.
             with _lock:
                 _uncommitted.add(subject)
             transaction.on_commit(lambda: _committed(subject, key, generation))
             return key
+    row = PersonalDataKey.objects.filter(subject_id=subject).first()
     found = (
         master_keys().unwrap(subject, row.master_key_id, bytes(row.wrapped_key))
         if row is not None
@@ -103,6 +96,32 @@ def data_key(subject: uuid.UUID, *, create: bool = False) -> bytes | None:
     )
     _remember(subject, found, generation)
     return found
+
+
+def _insert_key(subject: uuid.UUID, key: bytes) -> bool:
+    """Store a new data key for ``subject`` unless it has one; whether this one was stored.
+
+    One statement (``INSERT ... ON CONFLICT DO NOTHING RETURNING``, PostgreSQL and SQLite
+    3.35+), so opening an account costs one round trip for its key, not a read, a savepoint
+    and an insert.
+    """
+    key_id, wrapped = master_keys().wrap(subject, key)
+    meta = PersonalDataKey._meta
+    quote = connection.ops.quote_name
+    values = [
+        meta.get_field("subject_id").get_db_prep_value(subject, connection),
+        key_id,
+        meta.get_field("wrapped_key").get_db_prep_value(wrapped, connection),
+        meta.get_field("created_at").get_db_prep_value(timezone.now(), connection),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {quote(meta.db_table)} (subject_id, master_key_id, wrapped_key, "
+            "created_at) VALUES (%s, %s, %s, %s) ON CONFLICT (subject_id) DO NOTHING "
+            "RETURNING subject_id",
+            values,
+        )
+        return cursor.fetchone() is not None
 
 
 def _committed(subject: uuid.UUID, key: bytes, generation: int) -> None:
