@@ -13,6 +13,7 @@ from django.contrib.auth.models import Group, User
 from bank.services import Actor
 from bank.services import accounts as svc
 from projections import runner
+from tests.admin.browsing import replaced
 from tests.support import chromium, ensure_roles
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -151,7 +152,6 @@ def test_the_admin_the_audit_page_and_the_api_docs_work_under_the_policy(
 
 def test_the_lockout_page_shows_under_the_policy(browser, live_server, settings):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     User.objects.create_user("ann", password="s3cret-pass", is_staff=True)
@@ -161,7 +161,7 @@ def test_the_lockout_page_shows_under_the_policy(browser, live_server, settings)
         browser.find_element(By.NAME, "password").send_keys("wrong")
         old_page = browser.find_element(By.TAG_NAME, "html")
         browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-        WebDriverWait(browser, 15).until(expected_conditions.staleness_of(old_page))
+        WebDriverWait(browser, 15).until(replaced(old_page))
     assert browser.find_element(By.TAG_NAME, "h1").text == "Too many failed logins"
     assert "axes_reset_username ann" in browser.find_element(By.ID, "content").text
     assert violations(browser) == []

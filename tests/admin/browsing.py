@@ -33,14 +33,35 @@ def navigate(browser, action):
     new document to finish loading removes that race.
     """
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     old_page = browser.find_element(By.TAG_NAME, "html")
     action()
     wait = WebDriverWait(browser, 15)
-    wait.until(expected_conditions.staleness_of(old_page))
+    wait.until(replaced(old_page))
     wait.until(lambda driver: driver.execute_script("return document.readyState") == "complete")
+
+
+def replaced(old_page):
+    """A wait condition: the page that held ``old_page`` is gone.
+
+    Selenium's ``staleness_of`` expects a StaleElementReferenceException; in the middle of a
+    navigation chromedriver can answer "Node with given id does not belong to the document"
+    instead (a plain WebDriverException), which is the same fact. Any other error while the
+    page changes means "not yet": the wait polls again.
+    """
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+
+    def gone(_driver):
+        try:
+            old_page.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as error:
+            return "does not belong to the document" in str(error)
+        return False
+
+    return gone
 
 
 def log_in(browser, live_server, name):
