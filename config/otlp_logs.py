@@ -2,8 +2,8 @@
 
 Why this module is hand-written: in the OpenTelemetry line we pin (SDK 1.45) the logs
 signal (``LoggerProvider``, ``BatchLogRecordProcessor``, the OTLP log exporters, the
-logging handler) lives in private modules (``opentelemetry.sdk._logs``,
-``opentelemetry._logs``), and this project uses no private OpenTelemetry name
+logging handler) is not public API yet (its modules are marked private with a leading
+underscore), and this project uses no private OpenTelemetry name
 (tests/telemetry/test_public_api_only.py). What it does use is public: the generated
 OTLP messages and gRPC stub of ``opentelemetry-proto``, the SDK's ``Resource`` (the
 tracer provider's own), the API's current span, and ``opentelemetry.util.re`` for the
