@@ -259,3 +259,43 @@ def approval_rule(
     settings.APPROVAL_THRESHOLDS = thresholds
     settings.APPROVAL_TTL_HOURS = ttl_hours
     return settings
+
+
+PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+def dump_database(path: Path) -> Path:
+    """``pg_dump`` the test database to ``path`` (custom format), as an operator would."""
+    subprocess.run(
+        [str(PG_BIN / "pg_dump"), "--format=custom", f"--file={path}", database_url()],
+        check=True,
+        capture_output=True,
+    )
+    return path
+
+
+@contextlib.contextmanager
+def restored(dump: Path) -> Iterator[str]:
+    """``pg_restore`` a dump into a fresh database on the same server; yield its name, and
+    drop it afterwards."""
+    import psycopg
+
+    name = f"restore_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(database_url("postgres"), autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        subprocess.run(
+            [
+                str(PG_BIN / "pg_restore"),
+                "--exit-on-error",
+                "--no-owner",
+                f"--dbname={database_url(name)}",
+                str(dump),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        yield name
+    finally:
+        with psycopg.connect(database_url("postgres"), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

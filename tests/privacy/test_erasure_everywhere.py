@@ -3,12 +3,8 @@ again."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import uuid
-from pathlib import Path
 
-import psycopg
 import pytest
 from django.core.management import call_command
 from django.db import connection
@@ -17,9 +13,8 @@ from rest_framework.authtoken.models import Token
 from bank.services import Actor, encryption, personal_data
 from bank.services import accounts as svc
 from projections import runner
-from tests.support import database_url, manage_env, run_manage
+from tests.support import database_url, dump_database, manage_env, restored, run_manage
 
-PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 NAME = "Wisława Szymborska"
 # The name, and parts of it long enough to mean something, in any case.
 NEEDLES = ("wisława szymborska", "szymborska", "wisława")
@@ -117,33 +112,14 @@ def test_a_dump_taken_before_an_erasure_is_erased_again_after_restore(tmp_path):
     gone = svc.open_account(holder_name=NAME, actor=system)
     kept = svc.open_account(holder_name="Kept Holder", actor=system)
     svc.close(account_id=gone.id, reason="left", actor=system)
-    dump = tmp_path / "before.dump"
-    subprocess.run(
-        [str(PG_BIN / "pg_dump"), "--format=custom", f"--file={dump}", database_url()],
-        check=True,
-        capture_output=True,
-    )
+    dump = dump_database(tmp_path / "before.dump")
     personal_data.erase(account_id=gone.id, reason="request 8", actor=system)
     register = tmp_path / "erasure-register.txt"
     with register.open("w") as out:
         call_command("erase_personal_data", "--list", stdout=out)
     assert register.read_text().split() == [str(gone.id)]
-    restored = f"restore_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(database_url("postgres"), autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{restored}"')
-    try:
-        subprocess.run(
-            [
-                str(PG_BIN / "pg_restore"),
-                "--exit-on-error",
-                "--no-owner",
-                f"--dbname={database_url(restored)}",
-                str(dump),
-            ],
-            check=True,
-            capture_output=True,
-        )
-        env = manage_env(database_url(restored))
+    with restored(dump) as copy:
+        env = manage_env(database_url(copy))
         show = (
             "from bank.services import accounts as svc;"
             f"print(svc.get_account('{gone.id}').holder_name);"
@@ -161,6 +137,3 @@ def test_a_dump_taken_before_an_erasure_is_erased_again_after_restore(tmp_path):
             "Kept Holder",
         ]
         assert "all chains and seals intact" in run_manage(env, "verify_events", "--full").stdout
-    finally:
-        with psycopg.connect(database_url("postgres"), autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{restored}" WITH (FORCE)')
