@@ -1,16 +1,17 @@
 """Loading streams to rebuild aggregates: each one's newest snapshot and the events after it.
 
-One statement per stream reads its snapshot and the events after it, so the two always
-agree. A command that will append loads under the streams' locks (``lock=True``, or
-``lock_streams`` first): on PostgreSQL the locks and those statements are sent at once
-(psycopg's pipeline mode) and answered in one round trip (``backends.postgres``).
+Two statements per stream: the newest usable snapshot, and the events after it. On
+PostgreSQL every stream's statements (and the streams' locks, for a command that will
+append) are sent at once (psycopg's pipeline mode) and answered in one round trip
+(``backends.postgres``); each statement has its client span, under its store span
+(``snapshot_store.load``, ``event_store.load_events_from_version``).
 """
 
 from __future__ import annotations
 
 import operator
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from django.db import connection
@@ -19,39 +20,48 @@ from .backends import Load, backend
 from .records import EventData, LoadedStream, SnapshotData, StreamHead
 from .rows import py_json
 from .snapshots import trusted_snapshot
-from .telemetry import span
+from .telemetry import ActiveSpan, span
 from .upcasting import has_upcasters, upcast
 
-# One statement reads the newest usable snapshot and the events after it, so the two always
-# agree (separate statements could straddle a concurrent snapshot: events after v200 applied
-# to the state at v100). The snapshot row (event_type NULL) carries the hash of the event at
-# its version: the head to append at when no event follows it. The same SQL runs on both
-# vendors. Unsigned snapshots from before signing began (ids below the epoch's) are passed
-# over; any other is checked on the client (``snapshots.trusted_snapshot``) and, failing,
-# rejected (the stream is then read again without it). No ORDER BY: the server would sort
-# the rows, payloads and all (a fifth of a long replay's time); they arrive nearly in order
-# and are sorted by version on the client (``load_streams``), the snapshot's first (its
-# version is below every event's).
-_LOAD_SQL = (
-    "WITH s AS (SELECT version, schema_version, state, anchor_hash, signature, key_id "
-    "FROM snapshots "
-    "WHERE stream_id = %s AND schema_version = %s{up} AND (signature IS NOT NULL OR id >= "
-    "COALESCE((SELECT MIN(snapshots_from_id) FROM signing_epoch), 0)) "
-    "ORDER BY version DESC LIMIT 1) "
-    "SELECT s.version, CAST(NULL AS varchar(100)), s.schema_version, s.state, "
-    "(SELECT hash FROM events WHERE stream_id = %s AND version = s.version), "
-    "s.anchor_hash, s.signature, s.key_id FROM s "
-    "UNION ALL "
-    "SELECT version, event_type, schema_version, data, hash, NULL, NULL, NULL FROM events "
-    "WHERE stream_id = %s AND version > COALESCE((SELECT version FROM s), 0){up}"
+# The newest usable snapshot of a stream: unsigned snapshots from before signing began (ids
+# below the epoch's) are passed over; any other is checked on the client
+# (``snapshots.trusted_snapshot``) and, failing, rejected (the stream is then replayed
+# without it). The same SQL runs on both vendors.
+_NEWEST_SNAPSHOT = (
+    "FROM snapshots WHERE stream_id = %s AND schema_version = %s{up} AND (signature IS NOT "
+    "NULL OR id >= COALESCE((SELECT MIN(snapshots_from_id) FROM signing_epoch), 0)) "
+    "ORDER BY version DESC LIMIT 1"
 )
-_LOAD_SQL_UP_TO = _LOAD_SQL.format(up=" AND version <= %s")
-_LOAD_SQL = _LOAD_SQL.format(up="")
+_SNAPSHOT_SQL = "SELECT version, schema_version, state, anchor_hash, signature, key_id " + (
+    _NEWEST_SNAPSHOT
+)
+# The events from the newest snapshot's version on, the event at that version included
+# (its hash is the snapshot's anchor, and the head to append at when no event follows).
+# The two statements are sent together, so this one finds the snapshot again instead of
+# taking the other's answer. At READ COMMITTED each statement sees what was committed
+# before it started: a snapshot saved between the two makes this one start later than the
+# state it is paired with (events from v200 for the state at v100). The loader sees it (the
+# first row is past the snapshot's version) and reads again from the snapshot it has
+# (``_StreamLoad``); that happens only in that race.
+_FROM_SNAPSHOT_SQL = (
+    "SELECT version, event_type, schema_version, data, hash FROM events "
+    "WHERE stream_id = %s AND version >= COALESCE((SELECT version "
+    + _NEWEST_SNAPSHOT
+    + "), 0){up}"
+)
+# The events from a known version on. No ORDER BY in any of these: the server would sort
+# the rows, payloads and all (a fifth of a long replay's time); they arrive nearly in order
+# and are sorted by version on the client.
 _EVENTS_SQL = (
     "SELECT version, event_type, schema_version, data, hash FROM events "
-    "WHERE stream_id = %s AND version > %s{up}"
+    "WHERE stream_id = %s AND version >= %s{up}"
 )
-_EVENTS_SQL_UP_TO = _EVENTS_SQL.format(up=" AND version <= %s")
+_UP = " AND version <= %s"
+_SNAPSHOT_SQL_UP_TO = _SNAPSHOT_SQL.format(up=_UP)
+_SNAPSHOT_SQL = _SNAPSHOT_SQL.format(up="")
+_FROM_SNAPSHOT_SQL_UP_TO = _FROM_SNAPSHOT_SQL.format(up=_UP)
+_FROM_SNAPSHOT_SQL = _FROM_SNAPSHOT_SQL.format(up="")
+_EVENTS_SQL_UP_TO = _EVENTS_SQL.format(up=_UP)
 _EVENTS_SQL = _EVENTS_SQL.format(up="")
 _by_version = operator.itemgetter(0)
 
@@ -65,14 +75,17 @@ def load_streams(
 ) -> list[LoadedStream]:
     """Load streams for rebuilding aggregates: each one's newest snapshot and the events after it.
 
-    One statement per stream reads its snapshot and the events after it (so the two always
-    agree). On PostgreSQL the streams' locks and those statements are sent at once
-    (psycopg's pipeline mode) and answered in one round trip; when the transaction starts
-    here, psycopg sends BEGIN first and waits for it on its own. The server runs the
-    statements in order, and each one (READ COMMITTED) sees what was committed before it
-    started, so the loads see every event written by the locks' previous holders. The
-    pipeline ends with a Sync before anything else runs, so the session is then "idle in
-    transaction" as usual and ``idle_in_transaction_session_timeout`` still guards it.
+    Two statements per stream (one without snapshots). On PostgreSQL the streams' locks and
+    every statement are sent at once (psycopg's pipeline mode) and answered in one round
+    trip; when the transaction starts here, psycopg sends BEGIN first and waits for it on
+    its own. The server runs the statements in order, and each one (READ COMMITTED) sees
+    what was committed before it started, so the loads see every event written by the
+    locks' previous holders. The pipeline ends with a Sync before anything else runs, so
+    the session is then "idle in transaction" as usual and
+    ``idle_in_transaction_session_timeout`` still guards it.
+
+    A snapshot saved between a stream's two statements, or one that fails its check, costs
+    one more round trip: the events after the snapshot used (all of them, without one).
 
     Args:
         stream_ids: the streams, distinct.
@@ -92,36 +105,24 @@ def load_streams(
     """
     if lock and not connection.in_atomic_block:
         raise RuntimeError("load_streams(lock=True) must be called inside transaction.atomic()")
-    db = backend()
-    loads = [_load_statement(s, snapshot_schema_version, up_to_version) for s in stream_ids]
-    with span(
-        "snapshot_store.load"
-        if snapshot_schema_version is not None
-        else "event_store.load_events",
-        "snapshot" if snapshot_schema_version is not None else "replay",
-        aggregate_id=str(stream_ids[0]) if stream_ids else "",
-    ) as current:
-        # One round trip for every stream: this span carries the database's time; the
-        # per-stream spans below carry the decoding.
-        results = db.run_loads(loads, stream_ids if lock else ())
-        for rows in results:
-            rows.sort(key=_by_version)  # linear on rows that arrive in order
-        if snapshot_schema_version is not None:
-            current.set_attribute("event_sourcing.optimization", "snapshot")
-            first = results[0][0] if results and results[0] else None
-            snapshot_version = first[0] if first is not None and first[1] is None else 0
-            current.set_attribute("snapshot_version", snapshot_version)
-    loaded = [_loaded_stream(s, rows) for s, rows in zip(stream_ids, results, strict=True)]
-    rejected = [i for i, stream in enumerate(loaded) if stream is None]
-    if rejected:
-        # A snapshot that failed its check is never used: those streams are replayed whole.
-        again = db.run_loads(
-            [_load_statement(stream_ids[i], None, up_to_version) for i in rejected], ()
-        )
-        for i, rows in zip(rejected, again, strict=True):
-            rows.sort(key=_by_version)
-            loaded[i] = _loaded_stream(stream_ids[i], rows)
-    return loaded  # type: ignore[return-value]
+    loads = [_StreamLoad(s, snapshot_schema_version, up_to_version) for s in stream_ids]
+    try:
+        statements = [statement for load in loads for statement in load.statements()]
+        results = iter(backend().run_loads(statements, stream_ids if lock else ()))
+        for load in loads:
+            load.receive(results)
+        # At most twice: after a snapshot saved in between, and after a rejected snapshot.
+        while again := [load for load in loads if load.reload is not None]:
+            statements = [load.reload for load in again if load.reload is not None]
+            read_from = [statement.params[1] for statement in statements]
+            answers = backend().run_loads(statements, ())
+            for load, rows, version in zip(again, answers, read_from, strict=True):
+                load.received(rows, version)
+        return [load.finish() for load in loads]
+    except BaseException as exc:
+        for load in loads:
+            load.close(exc)
+        raise
 
 
 def lock_streams(stream_ids: Iterable[uuid.UUID]) -> None:
@@ -144,55 +145,152 @@ def lock_streams(stream_ids: Iterable[uuid.UUID]) -> None:
     backend().lock_streams(stream_ids)
 
 
-def _load_statement(
-    stream_id: uuid.UUID, snapshot_schema_version: int | None, up_to_version: int | None
-) -> Load:
-    db_stream = backend().db_uuid(stream_id)
-    if snapshot_schema_version is None:
-        if up_to_version is None:
-            return _EVENTS_SQL, [db_stream, 0]
-        return _EVENTS_SQL_UP_TO, [db_stream, 0, up_to_version]
-    if up_to_version is None:
-        return _LOAD_SQL, [db_stream, snapshot_schema_version, db_stream, db_stream]
-    return _LOAD_SQL_UP_TO, [
-        db_stream,
-        snapshot_schema_version,
-        up_to_version,
-        db_stream,
-        db_stream,
-        up_to_version,
-    ]
+class _StreamLoad:
+    """One stream's load: its store spans, its statements, and what they answered."""
 
+    __slots__ = (
+        "stream_id",
+        "schema_version",
+        "up_to",
+        "snapshot_span",
+        "events_span",
+        "candidate",
+        "snapshot",
+        "head",
+        "rows",
+        "reload",
+        "ended",
+    )
 
-def _loaded_stream(stream_id: uuid.UUID, rows: list[Any]) -> LoadedStream | None:
-    """The rows of one stream's load, sorted by version (the snapshot's row first).
+    def __init__(
+        self, stream_id: uuid.UUID, schema_version: int | None, up_to: int | None
+    ) -> None:
+        self.stream_id = stream_id
+        self.schema_version = schema_version
+        self.up_to = up_to
+        aggregate_id = str(stream_id)
+        self.snapshot_span: ActiveSpan | None = None
+        if schema_version is not None:
+            self.snapshot_span = span(
+                "snapshot_store.load",
+                "snapshot",
+                aggregate_id=aggregate_id,
+                **{"event_sourcing.optimization": "snapshot"},
+            )
+        self.events_span = span(
+            "event_store.load_events_from_version", "replay", aggregate_id=aggregate_id
+        )
+        self.candidate: Any = None  # the snapshot's row, before its check
+        self.snapshot: SnapshotData | None = None
+        self.head: StreamHead | None = None
+        self.rows: list[Any] = []
+        self.reload: Load | None = None  # the statement to run again, when one must be
+        self.ended = False
 
-    None when the snapshot fails its check (the caller replays the stream without it).
-    """
-    snapshot = None
-    head = None
-    if rows and rows[0][1] is None:
-        version, _, schema_version, state, hash_, anchor, signature, key_id = rows[0]
+    def statements(self) -> list[Load]:
+        """The statements to send: the snapshot and the events from it, or all events."""
+        if self.snapshot_span is None:
+            return [self._events_from(0)]
+        db_stream = backend().db_uuid(self.stream_id)
+        up = [] if self.up_to is None else [self.up_to]
+        newest = [db_stream, self.schema_version, *up]
+        return [
+            Load(
+                _SNAPSHOT_SQL if self.up_to is None else _SNAPSHOT_SQL_UP_TO,
+                newest,
+                "snapshots",
+                self.snapshot_span.span,
+            ),
+            Load(
+                _FROM_SNAPSHOT_SQL if self.up_to is None else _FROM_SNAPSHOT_SQL_UP_TO,
+                [db_stream, *newest, *up],
+                "events",
+                self.events_span.span,
+            ),
+        ]
+
+    def _events_from(self, version: int) -> Load:
+        up = [] if self.up_to is None else [self.up_to]
+        return Load(
+            _EVENTS_SQL if self.up_to is None else _EVENTS_SQL_UP_TO,
+            [backend().db_uuid(self.stream_id), version, *up],
+            "events",
+            self.events_span.span,
+        )
+
+    def receive(self, results: Iterator[list[Any]]) -> None:
+        """Take this load's answers from the round trip's (in the order ``statements`` sent)."""
+        if self.snapshot_span is not None:
+            snapshot_rows = next(results)
+            self.candidate = snapshot_rows[0] if snapshot_rows else None
+        self.received(next(results))
+
+    def received(self, rows: list[Any], read_from: int | None = None) -> None:
+        """The events' rows: from the pipelined statement (``read_from`` None: from the
+        snapshot's version, the event there included, or from the first), or read again
+        from ``read_from``. When they do not reach back far enough, ``reload`` says what
+        to read."""
+        rows.sort(key=_by_version)  # linear on rows that arrive in order
+        self.reload = None
+        self.rows = rows
+        if self.candidate is None:
+            if read_from is None and rows and rows[0][0] != 1:
+                # The second statement found a snapshot the first did not (saved between).
+                self.reload = self._events_from(0)
+            return
+        version, schema_version, state, anchor, signature, key_id = self.candidate
+        at = version - rows[0][0] if rows else -1  # a stream's versions are contiguous
+        found = 0 <= at < len(rows) and rows[at][0] == version
+        if not found and read_from is None:
+            # A snapshot saved between the statements: the second read from a later one.
+            self.reload = self._events_from(version)
+            return
+        self.candidate = None
+        event_hash = rows[at][4] if found else None  # None: no event at its version
         state = py_json(state)
-        if not trusted_snapshot(
-            stream_id, version, schema_version, state, hash_, anchor, signature, key_id
+        if event_hash is not None and trusted_snapshot(
+            self.stream_id, version, schema_version, state, event_hash, anchor, signature, key_id
         ):
-            return None
-        snapshot = SnapshotData(version, schema_version, state)
-        head = StreamHead(version, hash_)
-        rows = rows[1:]
-    with span(
-        "event_store.load_events_from_version",
-        "replay",
-        aggregate_id=str(stream_id),
-        from_version=snapshot.version if snapshot else 0,
-    ) as current:
+            self.snapshot = SnapshotData(version, schema_version, state)
+            self.head = StreamHead(version, event_hash)
+            self.rows = rows[at + 1 :]
+            return
+        if event_hash is None:  # counted and logged as any rejected snapshot
+            trusted_snapshot(
+                self.stream_id, version, schema_version, state, None, anchor, signature, key_id
+            )
+        if not rows or rows[0][0] != 1:  # never used: the stream is replayed without it
+            self.reload = self._events_from(0)
+
+    def finish(self) -> LoadedStream:
+        """The stream loaded (its events decoded and upcasted); its spans end."""
+        rows = self.rows
+        if self.snapshot_span is not None:
+            self.snapshot_span.span.set_attribute(
+                "snapshot_version", self.snapshot.version if self.snapshot else 0
+            )
+            self.snapshot_span.close()
+            self.snapshot_span = None
+        current = self.events_span.span
+        current.set_attribute("from_version", self.snapshot.version if self.snapshot else 0)
         events = _event_data(rows)
         current.set_attribute("events_count", len(events))
-    if rows:
-        last = rows[-1]
-        head = StreamHead(last[0], last[4])
-    return LoadedStream(snapshot, events, head)
+        self.ended = True
+        self.events_span.close()
+        head = self.head
+        if rows:
+            last = rows[-1]
+            head = StreamHead(last[0], last[4])
+        return LoadedStream(self.snapshot, events, head)
+
+    def close(self, exc: BaseException) -> None:
+        """End the spans still open of a load that failed, with the failure recorded."""
+        if self.ended:
+            return
+        self.ended = True
+        if self.snapshot_span is not None:
+            self.snapshot_span.close(exc)
+        self.events_span.close(exc)
 
 
 def _event_data(rows: Sequence[Sequence[Any]]) -> list[EventData]:

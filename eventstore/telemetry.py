@@ -75,6 +75,15 @@ class ActiveSpan:
         recorded on the span and sets its status to error. Subclasses add their own."""
         record_failure(self.span, exc, f"{type(exc).__name__}: {exc}")
 
+    def close(self, exc: BaseException | None = None) -> None:
+        """End the span without ever having made it current (no ``with``): ``finish``, then
+        end. For spans open side by side, such as the loads of one round trip, whose
+        client spans name their parent explicitly (``statements``)."""
+        try:
+            self.finish(exc)
+        finally:
+            self.span.end()
+
 
 def record_failure(span: trace.Span, exc: BaseException | None, description: str) -> None:
     """An ``Exception`` ending a span's block: recorded on it (``error.type``, the exception
@@ -155,32 +164,41 @@ def _in_dropped_trace() -> bool:
     return not current.is_recording() and current.get_span_context().is_valid
 
 
+# One statement, described for its client span: (operation, collection, query text), and
+# optionally the span it belongs under (the current span when left out).
+Statement = tuple[str, str, str] | tuple[str, str, str, trace.Span]
+
+
 class statements:  # noqa: N801 - used like a function
     """``with statements(attributes, ("SELECT", "events", sql), ...):`` one client span per
     statement, each with ``attributes`` (the connection's: ``Backend.span_attributes``).
 
     The spans start together and end together: statements sent in one round trip (a
-    psycopg pipeline) are all in flight for all of it. A failure is recorded on each.
+    psycopg pipeline) are all in flight for all of it. A failure is recorded on each. A
+    statement described with a fourth item, a span, has its client span under that span
+    (a store span that is open but not current: ``ActiveSpan.close``) instead of the
+    current one.
     """
 
     __slots__ = ("spans",)
 
-    def __init__(self, attributes: dict[str, Any], *described: tuple[str, str, str]) -> None:
+    def __init__(self, attributes: dict[str, Any], *described: Statement) -> None:
         if not _db_spans_on() or _in_dropped_trace():  # see ActiveSpan
             self.spans: list[trace.Span] = []
             return
         self.spans = [
             tracer.start_span(
-                f"{operation} {collection}" if collection else operation,
+                f"{statement[0]} {statement[1]}" if statement[1] else statement[0],
+                context=trace.set_span_in_context(statement[3]) if len(statement) == 4 else None,
                 kind=trace.SpanKind.CLIENT,
                 attributes={
                     **attributes,
-                    "db.operation.name": operation,
-                    "db.query.text": sql,
-                    **({"db.collection.name": collection} if collection else {}),
+                    "db.operation.name": statement[0],
+                    "db.query.text": statement[2],
+                    **({"db.collection.name": statement[1]} if statement[1] else {}),
                 },
             )
-            for operation, collection, sql in described
+            for statement in described
         ]
 
     def __enter__(self) -> statements:

@@ -29,8 +29,10 @@ from datetime import datetime
 from typing import Any, ClassVar, NamedTuple
 
 from django.db import connection
+from opentelemetry import trace
 
 from ..records import RecordedEvent
+from ..telemetry import Statement
 
 # The columns an append writes (``position`` is the table's identity).
 INSERT_COLUMNS = (
@@ -44,8 +46,21 @@ ROWS_PER_STATEMENT = 1000
 # Checked after the lock, in the INSERT itself: the head the events chain to is still there.
 GUARD = "EXISTS (SELECT 1 FROM events WHERE stream_id = %s AND version = %s AND hash = %s)"
 
-# One load: its SQL and parameters (``loading``).
-Load = tuple[str, list[Any]]
+
+class Load(NamedTuple):
+    """One statement of a load (``loading``): its SQL, parameters, the table it reads (for
+    its client span) and the store span that span belongs under (None: the current one)."""
+
+    sql: str
+    params: list[Any]
+    collection: str = "events"
+    parent: trace.Span | None = None
+
+    def described(self) -> Statement:
+        """The statement as ``telemetry.statements`` takes it."""
+        if self.parent is None:
+            return ("SELECT", self.collection, self.sql)
+        return ("SELECT", self.collection, self.sql, self.parent)
 
 
 class VersionMismatch(Exception):

@@ -30,7 +30,7 @@ from django.db import IntegrityError, OperationalError, connection
 from ..errors import StoreUnavailableError
 from ..records import RecordedEvent
 from ..rows import py_uuid, to_recorded
-from ..telemetry import statements
+from ..telemetry import Statement, statements
 from .base import INSERT_COLUMNS, ROWS_PER_STATEMENT, Backend, Load, Triggers
 
 try:  # PostgreSQL's driver; absent where only SQLite is used
@@ -221,9 +221,9 @@ class PostgresBackend(Backend):
             try:
                 with (
                     psycopg.Cursor(conn) as cursor,
-                    statements(self.span_attributes, ("SELECT", "events", loads[0][0])),
+                    statements(self.span_attributes, loads[0].described()),
                 ):
-                    cursor.execute(*loads[0], prepare=prepare)
+                    cursor.execute(loads[0].sql, loads[0].params, prepare=prepare)
                     return [cursor.fetchall()]
             except _DRIVER_OPERATIONAL_ERRORS as exc:
                 raise StoreUnavailableError(
@@ -232,8 +232,13 @@ class PostgresBackend(Backend):
         # psycopg's own Cursor: server-side binding, so it can be prepared (the connection's
         # default cursor is Django's client-binding one).
         cursors = [psycopg.Cursor(conn) for _ in range(len(loads) + 1)]
-        sent = [("SELECT", "", LOCK_SQL)] if lock_ids else []
-        sent += [("SELECT", "events", sql) for sql, _ in loads]
+        sent: list[Statement] = []
+        if lock_ids:  # the locks belong to the first load (under its store span, if named)
+            parent = loads[0].parent if loads else None
+            sent.append(
+                ("SELECT", "", LOCK_SQL) if parent is None else ("SELECT", "", LOCK_SQL, parent)
+            )
+        sent += [load.described() for load in loads]
         try:
             # One round trip: every statement's span covers it.
             with statements(self.span_attributes, *sent):
@@ -241,8 +246,8 @@ class PostgresBackend(Backend):
                     if lock_ids:
                         keys = sorted({stream_lock_key(stream_id) for stream_id in lock_ids})
                         cursors[-1].execute(LOCK_SQL, [keys], prepare=prepare)
-                    for cursor, (sql, params) in zip(cursors, loads, strict=False):
-                        cursor.execute(sql, params, prepare=prepare)
+                    for cursor, load in zip(cursors, loads, strict=False):
+                        cursor.execute(load.sql, load.params, prepare=prepare)
                 # Leaving the block synced the pipeline: every result is here, no more waiting.
                 return [cursor.fetchall() for cursor in cursors[:-1]]
         except _DRIVER_OPERATIONAL_ERRORS as exc:

@@ -104,9 +104,9 @@ class SqliteBackend(Backend):
     def run_loads(self, loads: list[Load], lock_ids: Sequence[uuid.UUID]) -> list[list[Any]]:
         with connection.cursor() as cursor:
             results = []
-            for sql, params in loads:
-                with statements(self.span_attributes, ("SELECT", "events", sql)):
-                    cursor.execute(sql, params)
+            for load in loads:
+                with statements(self.span_attributes, load.described()):
+                    cursor.execute(load.sql, load.params)
                     results.append(cursor.fetchall())
             return results
 

@@ -6,11 +6,12 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
 import eventstore as es
+from eventstore.backends import backend
 from eventstore.errors import CONCURRENCY_MESSAGE
 from eventstore.models import Event
 from eventstore.upcasting import unregister_upcaster
@@ -345,6 +346,41 @@ def test_load_streams_gives_the_newest_snapshot_and_exactly_the_events_after_it(
     assert then.head.version == 9
     (full,) = es.load_streams([stream], snapshot_schema_version=None)
     assert full.snapshot is None and [e.version for e in full.events] == list(range(1, 13))
+
+
+@pytest.mark.parametrize("lock", [False, True])
+def test_a_snapshot_saved_between_a_loads_two_statements_is_never_mixed_with_other_events(
+    monkeypatch, lock
+):
+    """The snapshot and the events after it are two statements (each with its span), which
+    at READ COMMITTED see different moments: a snapshot committed between them must not
+    pair the first one's state (v5) with the events after the new one (v10)."""
+    stream = uuid.uuid4()
+    _appended(stream, 12)
+    es.save_snapshot(stream, stream_type="t", version=5, schema_version=1, state={"n": 5})
+    db = backend()
+    real = db.run_loads
+    sent = []
+
+    def snapshot_saved_in_between(loads, lock_ids):
+        sent.append([load.collection for load in loads])
+        if [load.collection for load in loads] != ["snapshots", "events"]:
+            return real(loads, lock_ids)
+        first = real(loads[:1], lock_ids)
+        es.save_snapshot(stream, stream_type="t", version=10, schema_version=1, state={"n": 10})
+        return first + real(loads[1:], ())
+
+    monkeypatch.setattr(db, "run_loads", snapshot_saved_in_between)
+    with transaction.atomic():
+        (loaded,) = es.load_streams([stream], snapshot_schema_version=1, lock=lock)
+    assert loaded.snapshot == es.SnapshotData(5, 1, {"n": 5})
+    assert [(e.version, e.data["n"]) for e in loaded.events] == [(v, v) for v in range(6, 13)]
+    assert loaded.head == es.stream_head(stream)
+    # The events after v5 were read again, in a round trip of their own.
+    assert sent == [["snapshots", "events"], ["events"]]
+    monkeypatch.undo()
+    (now_loaded,) = es.load_streams([stream], snapshot_schema_version=1)
+    assert now_loaded.snapshot.version == 10 and [e.version for e in now_loaded.events] == [11, 12]
 
 
 def test_load_streams_takes_the_head_from_the_snapshots_event_when_none_follows():

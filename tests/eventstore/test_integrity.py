@@ -111,6 +111,24 @@ def test_a_snapshot_whose_state_is_not_the_replay_is_reported(account, capsys):
     assert "snapshot at version 5: its state is not the replay" in err
 
 
+def test_a_snapshot_claiming_a_version_past_the_head_is_rejected_and_the_stream_replayed(
+    account, caplog
+):
+    """The events are read from the snapshot's version on (the event there is its anchor):
+    a snapshot at a version no event has finds none, and must not be taken for a snapshot
+    saved while the stream was read (read again, and again)."""
+    state = svc.get_account(account)
+    forge_snapshot(account, 50, {"balance_cents": 10**9}, anchor="0" * 64)
+    with caplog.at_level(logging.WARNING, logger="eventstore.security"):
+        assert svc.get_account(account) == state
+        assert svc.account_at(account, version=4).balance_cents == 1_294
+    assert any(r.name == "eventstore.security" and r.version == 50 for r in caplog.records), (
+        caplog.text
+    )
+    after = svc.deposit(account_id=account, amount_cents=1, actor=SYSTEM)
+    assert after.version == 6 and after.balance_cents == 1_335
+
+
 def test_an_event_with_a_correct_hash_but_no_signature_is_named(account, capsys):
     call_command("verify_events", "--full", verbosity=0)
     version = forge_event(account, {"amount_cents": 1_000_000, "description": ""})

@@ -63,11 +63,27 @@ def test_an_http_deposit_yields_the_contract_span_tree(teller, spans):
         "event_store.load_events_from_version",
         "event_store.append_events",
     ]
-    # One statement reads the snapshot and the events after it (so the two agree): its
-    # span is under snapshot_store.load (beside the stream lock's, on the locked path);
-    # load_events_from_version decodes the rows. The append's INSERT is under the append.
-    assert "SELECT events" in command_tree["command.deposit"]["snapshot_store.load"]
-    assert "INSERT events" in command_tree["command.deposit"]["event_store.append_events"]
+    # Each store span has its statement's client span beneath it (the stream lock's beside
+    # the snapshot's, on PostgreSQL's locked path), though they share one round trip.
+    deposit = command_tree["command.deposit"]
+    assert set(deposit["snapshot_store.load"]) - {"SELECT"} == {"SELECT snapshots"}
+    assert list(deposit["event_store.load_events_from_version"]) == ["SELECT events"]
+    assert "INSERT events" in deposit["event_store.append_events"]
+    (snapshot_select,) = [s for s in finished if s.name == "SELECT snapshots"]
+    assert snapshot_select.attributes["db.operation.name"] == "SELECT"
+    assert snapshot_select.attributes["db.collection.name"] == "snapshots"
+    assert snapshot_select.attributes["db.query.text"].startswith("SELECT version, schema_version")
+    load = next(s for s in finished if s.name == "event_store.load_events_from_version")
+    (events_select,) = children(finished, load)
+    assert events_select.attributes["db.collection.name"] == "events"
+    assert "%s" in events_select.attributes["db.query.text"]
+    assert load.attributes["aggregate_id"] == str(account.id)
+    assert load.attributes["from_version"] == 0  # no snapshot yet
+    assert load.attributes["events_count"] == 1
+    assert load.attributes["db.system"] in ("sqlite", "postgresql")
+    snapshot_load = next(s for s in finished if s.name == "snapshot_store.load")
+    assert snapshot_load.attributes["event_sourcing.optimization"] == "snapshot"
+    assert snapshot_load.attributes["aggregate_id"] == str(account.id)
     (insert,) = [s for s in finished if s.name == "INSERT events"]
     assert insert.kind.name == "CLIENT"
     assert insert.attributes["db.operation.name"] == "INSERT"
