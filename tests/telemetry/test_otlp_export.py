@@ -237,6 +237,29 @@ def test_spans_and_metrics_reach_an_otlp_receiver(tmp_path, protocol, receiver_c
         "projection.balances.batch",
         "event_store.read_all",
     } <= receiver.span_names()
+    # The tree as it arrived: every deposit's store spans under it, each one's statement
+    # (a client span) under the store span.
+    spans = receiver.spans()
+    below: dict[bytes, list[Any]] = {}
+    for span in spans:
+        below.setdefault(span.parent_span_id, []).append(span)
+    deposits = [s for s in spans if s.name == "command.deposit"]
+    assert deposits
+    for deposit in deposits:
+        stores = {s.name: s for s in below.get(deposit.span_id, [])}
+        assert {
+            "snapshot_store.load",
+            "event_store.load_events_from_version",
+            "event_store.append_events",
+        } <= set(stores)
+        for name, statement in (
+            ("snapshot_store.load", "SELECT snapshots"),
+            ("event_store.load_events_from_version", "SELECT events"),
+            ("event_store.append_events", "INSERT events"),
+        ):
+            client = [s for s in below.get(stores[name].span_id, []) if s.name == statement]
+            assert len(client) == 1, (name, [s.name for s in below.get(stores[name].span_id, [])])
+            assert client[0].kind == client[0].SPAN_KIND_CLIENT
     resource = receiver.traces[0].resource_spans[0].resource
     attributes = {a.key: a.value.string_value for a in resource.attributes}
     assert attributes["service.name"] == "ledgerline-test"
