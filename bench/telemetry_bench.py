@@ -1,13 +1,20 @@
 """The cost of tracing on the deposit command path on PostgreSQL (issues 7 and 15).
 
-Four modes, each in its own process (OpenTelemetry allows one provider per process), on
-the same database, in one run: tracing off (no SDK: the API's no-op tracer); the stock SDK
-(our spans, the store's database spans, the Django and psycopg instrumentation) with a
-no-op exporter behind a batch processor; the OTLP/HTTP batch exporter sending to a receiver
-on loopback at 100 % sampling; and the same at 10 % (``OTEL_TRACES_SAMPLER=
-parentbased_traceidratio``, ``OTEL_TRACES_SAMPLER_ARG=0.1``). Each mode runs the same
-deposits through the services; throughput is compared with tracing off (issue 15's
-target: 10 % sampling costs at most 5 %).
+Modes, each in its own process (OpenTelemetry allows one provider per process), on the same
+database, in one run: tracing off (no SDK: the API's no-op tracer); the stock SDK (our
+spans, the store's database spans, the Django and psycopg instrumentation) with a no-op
+exporter behind a batch processor; the OTLP/HTTP batch exporter sending to a receiver on
+loopback at 100 % sampling; the same at 10 % (``OTEL_TRACES_SAMPLER=
+parentbased_traceidratio``, ``OTEL_TRACES_SAMPLER_ARG=0.1``); at 10 % without database
+spans (``OTEL_PYTHON_DB_SPANS=false``); and at 0 % (everything installed, nothing sampled:
+the floor of any rate). Each mode runs the same deposits through the services; throughput
+is compared with tracing off (issue 15's target: 10 % sampling costs at most 5 %).
+
+A baseline without the product, in the same run: the stock SDK alone building a trace of
+the same shape (a root, three store spans, a client span under each, with the same
+attributes) and exporting it over OTLP/HTTP to the same receiver. Its time per trace, over
+the time of an untraced deposit, is what a sampled deposit costs before any of our code,
+so a tenth of it is the floor of 10 % sampling's cost on this machine.
 
 Run: ``make bench`` or ``.venv/bin/python bench/telemetry_bench.py [--deposits N] [--rounds N]``
 (default 5 rounds: one run moves by about ±2 points of the ratio on a small machine).
@@ -26,7 +33,75 @@ from threading import Thread
 
 from common import BENCH_DB, PRODUCTION_ENV, ROOT, recreate_database
 
-MODES = ("off", "noop-exporter", "otlp-loopback", "otlp-10pct")
+MODES = (
+    "off",
+    "noop-exporter",
+    "otlp-loopback",
+    "otlp-10pct",
+    "otlp-10pct-no-db",
+    "otlp-0pct",
+)
+# The environment of each OTLP mode (beside the endpoint).
+SAMPLING = {
+    "otlp-loopback": {},
+    "otlp-10pct": {"OTEL_TRACES_SAMPLER_ARG": "0.1"},
+    "otlp-10pct-no-db": {"OTEL_TRACES_SAMPLER_ARG": "0.1", "OTEL_PYTHON_DB_SPANS": "false"},
+    "otlp-0pct": {"OTEL_TRACES_SAMPLER_ARG": "0"},
+}
+SDK_TRACES = 5000
+
+
+def sdk_alone(endpoint: str) -> float:
+    """Seconds per trace of the deposit's shape, made and exported by the stock SDK alone."""
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(f"{endpoint}/v1/traces")))
+    tracer = provider.get_tracer("baseline")
+    command = {
+        "command": "deposit",
+        "event_sourcing.operation": "command",
+        "account_id": "0b6d3a4e-5f0c-4d8e-9b1a-2c3d4e5f6a7b",
+        "aggregate_id": "0b6d3a4e-5f0c-4d8e-9b1a-2c3d4e5f6a7b",
+        "amount_cents": 1,
+    }
+    store = {
+        "aggregate_id": "0b6d3a4e-5f0c-4d8e-9b1a-2c3d4e5f6a7b",
+        "db.system": "postgresql",
+        "event_sourcing.operation": "replay",
+        "from_version": 0,
+        "events_count": 12,
+    }
+    client = {
+        "db.system.name": "postgresql",
+        "db.namespace": "ledgerline",
+        "server.address": "127.0.0.1",
+        "server.port": 5432,
+        "db.operation.name": "SELECT",
+        "db.collection.name": "events",
+        "db.query.text": "SELECT version, event_type, schema_version, data, hash FROM events "
+        "WHERE stream_id = %s AND version >= %s",
+    }
+
+    def one() -> None:
+        with tracer.start_as_current_span("command.deposit", attributes=command):
+            for name in ("snapshot_store.load", "event_store.load", "event_store.append"):
+                with tracer.start_as_current_span(name, attributes=store):
+                    tracer.start_span(
+                        "SELECT events", kind=trace.SpanKind.CLIENT, attributes=client
+                    ).end()
+
+    for _ in range(500):
+        one()
+    started = time.perf_counter()
+    for _ in range(SDK_TRACES):
+        one()
+    elapsed = time.perf_counter() - started
+    provider.shutdown()
+    return elapsed / SDK_TRACES
 
 
 def worker(mode: str, deposits: int, accounts: int) -> None:
@@ -48,7 +123,7 @@ def worker(mode: str, deposits: int, accounts: int) -> None:
 
         # Everything on (our spans, Django and psycopg instrumentation), nothing exported.
         assert telemetry.setup(span_exporter=Drop(), batch=True)
-    elif mode in ("otlp-loopback", "otlp-10pct"):
+    elif mode in SAMPLING:
         assert telemetry.setup()
     setup_django(url)
     from bank.services import Actor
@@ -62,7 +137,7 @@ def worker(mode: str, deposits: int, accounts: int) -> None:
     for i in range(deposits):
         svc.deposit(account_id=ids[i % accounts], amount_cents=1, actor=actor)
     elapsed = time.perf_counter() - started
-    if mode in ("otlp-loopback", "otlp-10pct"):
+    if mode in SAMPLING:
         from config import telemetry
 
         telemetry.shutdown()
@@ -91,15 +166,29 @@ def main() -> None:
     parser.add_argument("--deposits", type=int, default=3000)
     parser.add_argument("--accounts", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--worker", choices=MODES)
+    parser.add_argument("--worker", choices=(*MODES, "sdk-alone"))
+    parser.add_argument("--endpoint")
     args = parser.parse_args()
+    if args.worker == "sdk-alone":
+        print(json.dumps({"seconds": sdk_alone(args.endpoint)}))
+        return
     if args.worker:
         worker(args.worker, args.deposits, args.accounts)
         return
     sink = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
     Thread(target=sink.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{sink.server_address[1]}"
     rates: dict[str, list[float]] = {mode: [] for mode in MODES}
+    alone: list[float] = []
     for _ in range(args.rounds):  # interleaved, so drift in the machine hits every mode
+        out = subprocess.run(
+            [sys.executable, __file__, "--worker", "sdk-alone", "--endpoint", endpoint],
+            env={k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        alone.append(json.loads(out.strip().splitlines()[-1])["seconds"])
         for mode in MODES:
             url = recreate_database(BENCH_DB)
             env = {
@@ -108,11 +197,10 @@ def main() -> None:
                 if not k.startswith("OTEL_") or k == "OTEL_PYTHON_DB_SPANS"
             }
             env["BENCH_URL"] = url
-            if mode in ("otlp-loopback", "otlp-10pct"):
-                env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{sink.server_address[1]}"
-            if mode == "otlp-10pct":
+            if mode in SAMPLING:
+                env["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
                 env["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
-                env["OTEL_TRACES_SAMPLER_ARG"] = "0.1"
+                env.update(SAMPLING[mode])
             out = subprocess.run(
                 [
                     sys.executable,
@@ -141,10 +229,19 @@ def main() -> None:
         print(f"{mode:<16} {best[mode]:>11,.0f} {best[mode] / best['off']:>6.2f}x")
     cost = 1 - best["otlp-loopback"] / best["off"]
     sampled = 1 - best["otlp-10pct"] / best["off"]
+    floor = 1 - best["otlp-0pct"] / best["off"]
+    trace_s = min(alone)
+    sdk_share = trace_s * best["off"]  # a sampled trace's SDK time over an untraced deposit's
     print(
         f"tracing with OTLP export costs {cost:.1%} of throughput at 100% sampling (no "
-        f"target), {sampled:.1%} at 10% (target: at most 5%); the receiver got "
-        f"{Sink.received} export requests"
+        f"target), {sampled:.1%} at 10% (target: at most 5%), {floor:.1%} with nothing "
+        f"sampled; the receiver got {Sink.received} export requests"
+    )
+    print(
+        f"baseline, the stock SDK alone: a trace of the deposit's shape (7 spans) made and "
+        f"exported over OTLP/HTTP takes {trace_s * 1e6:.0f} us, {sdk_share:.0%} of an "
+        f"untraced deposit: 10% sampling cannot cost less than {sdk_share / 10:.1%} here "
+        "before any of the product's code"
     )
 
 

@@ -1,9 +1,11 @@
 """The cost of tracing on deposits over HTTP through gunicorn (issue 15's benchmark).
 
-gunicorn serves the API on PostgreSQL with production settings in three modes, one after
+gunicorn serves the API on PostgreSQL with production settings in four modes, one after
 the other in each round, rounds interleaved: tracing off (no OTEL_* variables), 100 %
-sampling with the OTLP/HTTP exporter sending to a receiver on loopback, and 10 %
-(``parentbased_traceidratio`` 0.1: the decision is taken at the Django server span).
+sampling with the OTLP/HTTP exporter sending to a receiver on loopback, 10 %
+(``parentbased_traceidratio`` 0.1: the decision is taken at the Django server span), and
+0 % (the same with ratio 0: the SDK, the instrumentation and the metrics, nothing sampled,
+which is the floor of any sampling rate).
 4 concurrent clients POST deposits over 50 accounts. Prints deposits/s and p50/p99 per
 mode and the ratio to tracing off (issue 15's target: 10 % sampling costs at most 5 %).
 
@@ -30,7 +32,7 @@ from telemetry_bench import Sink
 
 ACCOUNTS = 50
 CLIENTS = 4
-MODES = ("off", "100%", "10%")
+MODES = ("off", "100%", "10%", "0%")
 
 
 def main() -> None:
@@ -57,6 +59,13 @@ def main() -> None:
             "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
             "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
             "OTEL_TRACES_SAMPLER_ARG": "0.1",
+        },
+        # The floor of any sampling rate: the SDK, the instrumentation and the metrics,
+        # with no trace sampled.
+        "0%": {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": "0",
         },
     }
     results: dict[str, list[Result]] = {mode: [] for mode in MODES}
@@ -102,7 +111,8 @@ def main() -> None:
         )
     print(
         f"tracing costs {1 - medians['100%'].rate / off:.1%} at 100% sampling (no target), "
-        f"{1 - medians['10%'].rate / off:.1%} at 10% (target: at most 5%); the receiver got "
+        f"{1 - medians['10%'].rate / off:.1%} at 10% (target: at most 5%), "
+        f"{1 - medians['0%'].rate / off:.1%} with nothing sampled; the receiver got "
         f"{Sink.received} export requests; every deposit answered 200 and is in the balances"
     )
 
