@@ -228,25 +228,45 @@ def _rebuild_postgres(
 # handlers' per-batch queries (each account's newest history row) turn into scans of
 # millions of rows once they are big. Autovacuum may be off, or a minute behind a table
 # that grows by thousands of rows a second, so the rebuild analyzes them itself, each time
-# it has applied twice as many events as at the last analysis.
+# it has applied twice as many events as at the last analysis. Those analyses cover the
+# indexed columns only: the handlers look rows up through indexes, and the table's size
+# (which every ANALYZE records) is what the planner lacked; a third of the cost of all
+# columns (30 ms against 90 on 60,000 history rows). The last one, before the swap, covers
+# every column, for the readers' queries.
 FIRST_ANALYZE_AT = 10_000
 
 
 def _analyzing(tables: Sequence[str], progress: Progress | None) -> Progress:
     seen, next_at = 0, FIRST_ANALYZE_AT
+    targets: list[str] = []
 
     def step(count: int) -> None:
         nonlocal seen, next_at
         seen += count
         if seen >= next_at:
             with connection.cursor() as cursor:
-                for table in tables:
-                    cursor.execute(f"ANALYZE {_q(SHADOW_SCHEMA)}.{_q(table)}")
+                if not targets:
+                    targets.extend(_indexed(cursor, table) for table in tables)
+                for target in targets:
+                    cursor.execute(f"ANALYZE {target}")
             next_at = seen * 2
         if progress is not None:
             progress(count)
 
     return step
+
+
+def _indexed(cursor: Any, table: str) -> str:
+    """A shadow table with its indexed columns, as ANALYZE takes them (``s.t (a, b)``)."""
+    shadow = f"{_q(SHADOW_SCHEMA)}.{_q(table)}"
+    cursor.execute(
+        "SELECT DISTINCT a.attname FROM pg_index i JOIN pg_attribute a "
+        "ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
+        "WHERE i.indrelid = %s::regclass ORDER BY a.attname",
+        [shadow],
+    )
+    columns = [_q(name) for (name,) in cursor.fetchall()]
+    return f"{shadow} ({', '.join(columns)})" if columns else shadow
 
 
 @contextlib.contextmanager

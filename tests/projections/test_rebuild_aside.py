@@ -487,3 +487,13 @@ def test_the_shadows_are_analyzed_as_they_grow_not_only_at_the_end(monkeypatch):
     # At 100, 200, 400 and 800 events, then once at the end: both tables each time.
     assert len(analyzed) == 2 * 5, analyzed
     assert all(f'"{SHADOW_SCHEMA}"' in sql for sql in analyzed), analyzed
+    # As they grow, the columns the handlers look rows up by (the indexed ones, cheaper
+    # than all); at the end, every column, for the readers' queries.
+    growing, last = analyzed[:-2], analyzed[-2:]
+    history = [sql for sql in growing if '"read_transaction_history"' in sql]
+    assert len(history) == 4 and all('"account_id"' in sql for sql in history), history
+    assert all('"version"' in sql and '"description"' not in sql for sql in history), history
+    assert all(
+        sql.endswith('"read_account_balances"') or sql.endswith('"read_transaction_history"')
+        for sql in last
+    ), last
