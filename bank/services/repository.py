@@ -1,7 +1,7 @@
 """The accounts' repository: the only code that turns streams into accounts and back.
 
 ``load`` rebuilds accounts from the event store (the newest valid snapshot plus the events
-after it, in one statement per account and one round trip for all of them); ``save``
+after it, in two statements per account and one round trip for all of them); ``save``
 appends what the accounts recorded, all of them in one multi-stream append, and stores the
 snapshots that came due.
 """

@@ -117,9 +117,9 @@ def attempt(
     accounts cannot deadlock whichever way they name them); the append needs no savepoint
     and the snapshots that come due are written in the same transaction.
 
-    Otherwise (the first attempt on one account, with no transaction open): two
-    statements, no lock. The load is one statement (the snapshot and the events after it,
-    consistent with each other); the append is one statement in autocommit, a transaction
+    Otherwise (the first attempt on one account, with no transaction open): two round
+    trips, no lock. The load is one round trip (the snapshot and the events after it, two
+    statements checked against each other: ``eventstore.loading``); the append is one statement in autocommit, a transaction
     of its own that commits only if the stream is still at the loaded head (the INSERT's
     guard and UNIQUE(stream_id, version)), taking the stream's lock and then the append
     lock inside it. A stream that moved on meanwhile raises ``ConcurrencyError`` having
