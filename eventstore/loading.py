@@ -105,8 +105,10 @@ def load_streams(
     """
     if lock and not connection.in_atomic_block:
         raise RuntimeError("load_streams(lock=True) must be called inside transaction.atomic()")
-    loads = [_StreamLoad(s, snapshot_schema_version, up_to_version) for s in stream_ids]
+    loads: list[_StreamLoad] = []
     try:
+        for stream_id in stream_ids:
+            loads.append(_StreamLoad(stream_id, snapshot_schema_version, up_to_version))
         statements = [statement for load in loads for statement in load.statements()]
         results = iter(backend().run_loads(statements, stream_ids if lock else ()))
         for load in loads:
@@ -114,10 +116,9 @@ def load_streams(
         # At most twice: after a snapshot saved in between, and after a rejected snapshot.
         while again := [load for load in loads if load.reload is not None]:
             statements = [load.reload for load in again if load.reload is not None]
-            read_from = [statement.params[1] for statement in statements]
             answers = backend().run_loads(statements, ())
-            for load, rows, version in zip(again, answers, read_from, strict=True):
-                load.received(rows, version)
+            for load, rows in zip(again, answers, strict=True):
+                load.received(rows, load.reload_from)
         return [load.finish() for load in loads]
     except BaseException as exc:
         for load in loads:
@@ -159,6 +160,7 @@ class _StreamLoad:
         "head",
         "rows",
         "reload",
+        "reload_from",
         "ended",
     )
 
@@ -185,6 +187,7 @@ class _StreamLoad:
         self.head: StreamHead | None = None
         self.rows: list[Any] = []
         self.reload: Load | None = None  # the statement to run again, when one must be
+        self.reload_from = 0  # the version it reads from
         self.ended = False
 
     def statements(self) -> list[Load]:
@@ -218,6 +221,10 @@ class _StreamLoad:
             self.events_span.span,
         )
 
+    def _read_again_from(self, version: int) -> None:
+        self.reload = self._events_from(version)
+        self.reload_from = version
+
     def receive(self, results: Iterator[list[Any]]) -> None:
         """Take this load's answers from the round trip's (in the order ``statements`` sent)."""
         if self.snapshot_span is not None:
@@ -236,14 +243,18 @@ class _StreamLoad:
         if self.candidate is None:
             if read_from is None and rows and rows[0][0] != 1:
                 # The second statement found a snapshot the first did not (saved between).
-                self.reload = self._events_from(0)
+                self._read_again_from(0)
+            # No rows at all is taken for an empty stream. Only a snapshot past the head
+            # (forged: none is saved there) committed between the two statements could
+            # make a stream with events look so; telling them apart would cost every load
+            # of an unknown id a round trip, and an append at that head is refused anyway.
             return
         version, schema_version, state, anchor, signature, key_id = self.candidate
         at = version - rows[0][0] if rows else -1  # a stream's versions are contiguous
         found = 0 <= at < len(rows) and rows[at][0] == version
         if not found and read_from is None:
             # A snapshot saved between the statements: the second read from a later one.
-            self.reload = self._events_from(version)
+            self._read_again_from(version)
             return
         self.candidate = None
         event_hash = rows[at][4] if found else None  # None: no event at its version
@@ -260,7 +271,7 @@ class _StreamLoad:
                 self.stream_id, version, schema_version, state, None, anchor, signature, key_id
             )
         if not rows or rows[0][0] != 1:  # never used: the stream is replayed without it
-            self.reload = self._events_from(0)
+            self._read_again_from(0)
 
     def finish(self) -> LoadedStream:
         """The stream loaded (its events decoded and upcasted); its spans end."""

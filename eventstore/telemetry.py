@@ -199,6 +199,8 @@ class statements:  # noqa: N801 - used like a function
                 },
             )
             for statement in described
+            # Under a store span that is not recorded (sampled out), nothing beneath it is.
+            if len(statement) == 3 or statement[3].is_recording()
         ]
 
     def __enter__(self) -> statements:

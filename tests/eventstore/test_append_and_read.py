@@ -348,39 +348,68 @@ def test_load_streams_gives_the_newest_snapshot_and_exactly_the_events_after_it(
     assert full.snapshot is None and [e.version for e in full.events] == list(range(1, 13))
 
 
-@pytest.mark.parametrize("lock", [False, True])
+# (snapshot before, snapshot saved in between, up_to_version, streams loaded)
+RACES = {
+    "a newer snapshot": (5, 10, None, 1),
+    "a first snapshot": (None, 10, None, 1),
+    "the second stream of two": (5, 10, None, 2),
+    "time travel": (5, 10, 11, 1),
+}
+
+
+@pytest.mark.parametrize("lock", [False, True], ids=["unlocked", "locked"])
+@pytest.mark.parametrize("race", RACES.values(), ids=RACES.keys())
 def test_a_snapshot_saved_between_a_loads_two_statements_is_never_mixed_with_other_events(
-    monkeypatch, lock
+    monkeypatch, lock, race
 ):
     """The snapshot and the events after it are two statements (each with its span), which
     at READ COMMITTED see different moments: a snapshot committed between them must not
-    pair the first one's state (v5) with the events after the new one (v10)."""
-    stream = uuid.uuid4()
-    _appended(stream, 12)
-    es.save_snapshot(stream, stream_type="t", version=5, schema_version=1, state={"n": 5})
+    pair the first one's state (v5, or none) with the events after the new one (v10)."""
+    before, saved, up_to, count = race
+    streams = [uuid.uuid4() for _ in range(count)]
+    for stream in streams:
+        _appended(stream, 12)
+        if before is not None:
+            es.save_snapshot(
+                stream, stream_type="t", version=before, schema_version=1, state={"n": before}
+            )
+    raced = streams[-1]
     db = backend()
     real = db.run_loads
     sent = []
 
     def snapshot_saved_in_between(loads, lock_ids):
         sent.append([load.collection for load in loads])
-        if [load.collection for load in loads] != ["snapshots", "events"]:
+        if len(sent) > 1:
             return real(loads, lock_ids)
-        first = real(loads[:1], lock_ids)
-        es.save_snapshot(stream, stream_type="t", version=10, schema_version=1, state={"n": 10})
-        return first + real(loads[1:], ())
+        # The last stream's snapshot is saved right before its events statement runs.
+        first = real(loads[:-1], lock_ids)
+        es.save_snapshot(raced, stream_type="t", version=saved, schema_version=1, state={"n": 10})
+        return first + real(loads[-1:], ())
 
     monkeypatch.setattr(db, "run_loads", snapshot_saved_in_between)
     with transaction.atomic():
-        (loaded,) = es.load_streams([stream], snapshot_schema_version=1, lock=lock)
-    assert loaded.snapshot == es.SnapshotData(5, 1, {"n": 5})
-    assert [(e.version, e.data["n"]) for e in loaded.events] == [(v, v) for v in range(6, 13)]
-    assert loaded.head == es.stream_head(stream)
-    # The events after v5 were read again, in a round trip of their own.
-    assert sent == [["snapshots", "events"], ["events"]]
+        loaded = es.load_streams(
+            streams, snapshot_schema_version=1, up_to_version=up_to, lock=lock
+        )
+    last = up_to or 12
+    for stream, got in zip(streams, loaded, strict=True):
+        if before is None:
+            assert got.snapshot is None
+        else:
+            assert got.snapshot == es.SnapshotData(before, 1, {"n": before})
+        start = (before or 0) + 1
+        assert [(e.version, e.data["n"]) for e in got.events] == [
+            (v, v) for v in range(start, last + 1)
+        ], stream
+        assert got.head.version == last
+    assert loaded[-1].head == es.stream_head(raced) or up_to is not None
+    # The raced stream's events were read again, in a round trip of their own.
+    assert sent == [["snapshots", "events"] * count, ["events"]]
     monkeypatch.undo()
-    (now_loaded,) = es.load_streams([stream], snapshot_schema_version=1)
-    assert now_loaded.snapshot.version == 10 and [e.version for e in now_loaded.events] == [11, 12]
+    (now_loaded,) = es.load_streams([raced], snapshot_schema_version=1, up_to_version=up_to)
+    assert now_loaded.snapshot.version == 10
+    assert [e.version for e in now_loaded.events] == list(range(11, last + 1))
 
 
 def test_load_streams_takes_the_head_from_the_snapshots_event_when_none_follows():
