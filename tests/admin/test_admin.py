@@ -949,8 +949,10 @@ def test_a_teller_audit_page_with_its_forms_takes_a_bounded_number_of_queries(
     staff(client, "tina", "tellers")
     for n in range(60):
         svc.deposit(account_id=account, amount_cents=n + 1, actor=SYSTEM)
-    with django_assert_max_num_queries(20):
+    # On SQLite the store's statements go through Django's cursor and are counted; a load
+    # is two of them (the snapshot, the events from its version: issue 15's spans).
+    with django_assert_max_num_queries(21):
         response = client.get(audit_url(account))
     assert 'id="command-deposit"' in response.content.decode()
-    with django_assert_max_num_queries(20):
+    with django_assert_max_num_queries(21):
         client.post(command_url(account, "deposit"), {"deposit-amount": "1.5"})
