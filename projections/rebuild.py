@@ -230,8 +230,8 @@ def _rebuild_postgres(
 # that grows by thousands of rows a second, so the rebuild analyzes them itself, each time
 # it has applied twice as many events as at the last analysis. Those analyses cover the
 # indexed columns only: the handlers look rows up through indexes, and the table's size
-# (which every ANALYZE records) is what the planner lacked; a third of the cost of all
-# columns (30 ms against 90 on 60,000 history rows). The last one, before the swap, covers
+# (which every ANALYZE records) is what the planner lacked; about 40 ms against 90 to
+# 120 for every column on 60,000 history rows. The last one, before the swap, covers
 # every column, for the readers' queries.
 FIRST_ANALYZE_AT = 10_000
 
