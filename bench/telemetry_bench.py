@@ -16,6 +16,11 @@ attributes) and exporting it over OTLP/HTTP to the same receiver. Its time per t
 the time of an untraced deposit, is what a sampled deposit costs before any of our code,
 so a tenth of it is the floor of 10 % sampling's cost on this machine.
 
+And a diagnostic, at 10 % and at 0 %: each deposit under a root span of the bench's own,
+timed one by one and split by whether its trace was sampled, which shows where the 10 %
+figure's cost is paid: in the sampled deposits themselves, or in every deposit (the batch
+exporter's thread encoding the sampled spans holds the interpreter's lock meanwhile).
+
 Run: ``make bench`` or ``.venv/bin/python bench/telemetry_bench.py [--deposits N] [--rounds N]``
 (default 5 rounds: one run moves by about ±2 points of the ratio on a small machine).
 """
@@ -25,11 +30,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from threading import Thread
+from typing import Any
 
 from common import BENCH_DB, PRODUCTION_ENV, ROOT, recreate_database
 
@@ -48,6 +55,13 @@ SAMPLING = {
     "otlp-10pct-no-db": {"OTEL_TRACES_SAMPLER_ARG": "0.1", "OTEL_PYTHON_DB_SPANS": "false"},
     "otlp-0pct": {"OTEL_TRACES_SAMPLER_ARG": "0"},
 }
+# Diagnostic modes (not in the table): each deposit under a root span of the bench's own,
+# timed one by one and split by whether its trace was sampled.
+SPLIT = {
+    "split-10pct": {"OTEL_TRACES_SAMPLER_ARG": "0.1"},
+    "split-0pct": {"OTEL_TRACES_SAMPLER_ARG": "0"},
+}
+SAMPLING.update(SPLIT)
 SDK_TRACES = 5000
 
 
@@ -133,6 +147,10 @@ def worker(mode: str, deposits: int, accounts: int) -> None:
     ids = [svc.open_account(holder_name=f"T{i}", actor=actor).id for i in range(accounts)]
     for i in range(200):  # warm-up
         svc.deposit(account_id=ids[i % accounts], amount_cents=1, actor=actor)
+    if mode in SPLIT:
+        print(json.dumps({"mode": mode, **split(svc, ids, actor, deposits)}))
+        telemetry.shutdown()
+        return
     started = time.perf_counter()
     for i in range(deposits):
         svc.deposit(account_id=ids[i % accounts], amount_cents=1, actor=actor)
@@ -142,6 +160,22 @@ def worker(mode: str, deposits: int, accounts: int) -> None:
 
         telemetry.shutdown()
     print(json.dumps({"mode": mode, "rate": deposits / elapsed}))
+
+
+def split(svc: Any, ids: list[Any], actor: Any, deposits: int) -> dict[str, list[float]]:
+    """Each deposit's time in microseconds, by whether its trace was sampled."""
+    from opentelemetry import trace
+
+    tracer = trace.get_tracer("bench")
+    times: dict[str, list[float]] = {"sampled": [], "unsampled": []}
+    for i in range(deposits):
+        with tracer.start_as_current_span("bench.deposit") as root:
+            sampled = root.is_recording()  # while it is open: an ended span records nothing
+            started = time.perf_counter()
+            svc.deposit(account_id=ids[i % len(ids)], amount_cents=1, actor=actor)
+            took = (time.perf_counter() - started) * 1e6
+        times["sampled" if sampled else "unsampled"].append(took)
+    return times
 
 
 class Sink(BaseHTTPRequestHandler):
@@ -166,7 +200,7 @@ def main() -> None:
     parser.add_argument("--deposits", type=int, default=3000)
     parser.add_argument("--accounts", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--worker", choices=(*MODES, "sdk-alone"))
+    parser.add_argument("--worker", choices=(*MODES, *SPLIT, "sdk-alone"))
     parser.add_argument("--endpoint")
     args = parser.parse_args()
     if args.worker == "sdk-alone":
@@ -180,6 +214,9 @@ def main() -> None:
     endpoint = f"http://127.0.0.1:{sink.server_address[1]}"
     rates: dict[str, list[float]] = {mode: [] for mode in MODES}
     alone: list[float] = []
+    split_times: dict[tuple[str, str], list[float]] = {
+        (mode, kind): [] for mode in SPLIT for kind in ("sampled", "unsampled")
+    }
     for _ in range(args.rounds):  # interleaved, so drift in the machine hits every mode
         out = subprocess.run(
             [sys.executable, __file__, "--worker", "sdk-alone", "--endpoint", endpoint],
@@ -189,7 +226,7 @@ def main() -> None:
             check=True,
         ).stdout
         alone.append(json.loads(out.strip().splitlines()[-1])["seconds"])
-        for mode in MODES:
+        for mode in (*MODES, *SPLIT):
             url = recreate_database(BENCH_DB)
             env = {
                 k: v
@@ -217,7 +254,12 @@ def main() -> None:
                 text=True,
                 check=True,
             ).stdout
-            rates[mode].append(json.loads(out.strip().splitlines()[-1])["rate"])
+            result = json.loads(out.strip().splitlines()[-1])
+            if mode in SPLIT:
+                for kind in ("sampled", "unsampled"):
+                    split_times[(mode, kind)] += result[kind]
+            else:
+                rates[mode].append(result["rate"])
     sink.shutdown()
     best = {mode: max(values) for mode, values in rates.items()}
     print(
@@ -242,6 +284,20 @@ def main() -> None:
         f"exported over OTLP/HTTP takes {trace_s * 1e6:.0f} us, {sdk_share:.0%} of an "
         f"untraced deposit: 10% sampling cannot cost less than {sdk_share / 10:.1%} here "
         "before any of the product's code"
+    )
+
+    def described(mode: str, kind: str) -> str:
+        times = split_times[(mode, kind)]
+        return (
+            f"{statistics.median(times):,.0f} us median, {statistics.fmean(times):,.0f} mean "
+            f"(n={len(times)})"
+        )
+
+    print(
+        "each deposit under a root span, timed alone (all rounds): at 10%, a sampled one "
+        f"{described('split-10pct', 'sampled')}, an unsampled one "
+        f"{described('split-10pct', 'unsampled')}; with nothing sampled "
+        f"{described('split-0pct', 'unsampled')}"
     )
 
 
