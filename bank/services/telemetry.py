@@ -15,8 +15,17 @@ from .errors import ServiceError
 
 tracer = trace.get_tracer("bank.services")
 meter = metrics.get_meter("bank.services")
+# Bucket bounds in seconds (the SDK's default ones, 0 to 10,000, are meant for
+# milliseconds: every command would fall in the first bucket). A command takes about a
+# millisecond; a lock wait can take DB_LOCK_TIMEOUT_MS (5 s by default).
+COMMAND_DURATION_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
 command_duration = meter.create_histogram(
-    "bank.command.duration", unit="s", description="command duration, by command and outcome"
+    "bank.command.duration",
+    unit="s",
+    description="command duration, by command and outcome",
+    explicit_bucket_boundaries_advisory=COMMAND_DURATION_BUCKETS,
 )
 
 

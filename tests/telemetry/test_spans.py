@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 import eventstore as es
 from bank.services import Actor
 from bank.services import accounts as svc
+from bank.services.telemetry import COMMAND_DURATION_BUCKETS
 from projections import runner
 from tests.support import ensure_roles
 
@@ -172,6 +173,11 @@ def test_metrics_count_events_and_time_commands(metric_reader):
         ("open", "ok"),
         ("deposit", "ok"),
     }
+    # Buckets in seconds: with the SDK's default bounds (0, 5, 10, ... 10,000: meant for
+    # milliseconds) every command would fall in one bucket.
+    for point in durations:
+        assert tuple(point.explicit_bounds) == COMMAND_DURATION_BUCKETS
+        assert 0 < point.max < COMMAND_DURATION_BUCKETS[-1]
     assert {
         dict(p.attributes)["projection"] for p in found["projection.lag"].data.data_points
     } == {"balances", "transactions"}
