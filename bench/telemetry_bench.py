@@ -200,7 +200,7 @@ def worker(mode: str, deposits: int, accounts: int) -> None:
         if line.strip() == "quit":
             break
         count = int(line)
-        cpu = time.process_time()
+        cpu, main_cpu = time.process_time(), time.thread_time()
         started = time.perf_counter()
         for i in range(at, at + count):
             svc.deposit(account_id=ids[i % accounts], amount_cents=1, actor=actor)
@@ -208,8 +208,8 @@ def worker(mode: str, deposits: int, accounts: int) -> None:
         # still holds before the slice ends.
         flush()
         took = time.perf_counter() - started
-        cpu = time.process_time() - cpu
-        print(json.dumps({"seconds": took, "cpu": cpu}), flush=True)
+        cpu, main_cpu = time.process_time() - cpu, time.thread_time() - main_cpu
+        print(json.dumps({"seconds": took, "cpu": cpu, "main": main_cpu}), flush=True)
         at += count
     telemetry.shutdown()
 
@@ -252,6 +252,7 @@ def main() -> None:
     parser.add_argument("--deposits", type=int, default=2000, help="per slice")
     parser.add_argument("--accounts", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--processes", type=int, default=3, help="blocks of rounds")
     parser.add_argument("--worker", choices=(*MODES, *SPLIT, "sdk-alone"))
     parser.add_argument("--endpoint")
     parser.add_argument("--split", action="store_true", help="add the diagnostic")
@@ -304,32 +305,40 @@ def main() -> None:
     # one after the other (the first migrates). Then slices of deposits, one mode at a time,
     # the modes' order turning each round, so that whatever the machine does meanwhile
     # falls on every mode alike; each mode's ratio to tracing off is taken within a round.
-    workers: dict[str, subprocess.Popen[str]] = {}
-    for mode in modes:
-        workers[mode] = subprocess.Popen(
-            [sys.executable, __file__, "--worker", mode, "--accounts", str(args.accounts)],
-            env=environment(mode),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        line = workers[mode].stdout.readline()  # type: ignore[union-attr]
-        if line.strip() != "ready":
-            raise SystemExit(f"the {mode} worker did not start (it said {line!r}); see above")
+    # The processes are started anew for each of --processes blocks of rounds: one process
+    # can be a few per cent faster or slower than another of the same code for its whole
+    # life (its memory layout), which more rounds alone would not average out.
     rates: dict[str, list[float]] = {mode: [] for mode in modes}
     cpu: dict[str, list[float]] = {mode: [] for mode in modes}
-    for round_ in range(args.rounds):
-        order = modes[round_ % len(modes) :] + modes[: round_ % len(modes)]
-        for mode in order:
-            process = workers[mode]
-            print(args.deposits, file=process.stdin, flush=True)
-            slice_ = json.loads(process.stdout.readline())  # type: ignore[union-attr]
-            rates[mode].append(args.deposits / slice_["seconds"])
-            cpu[mode].append(slice_["cpu"] / args.deposits)
-        print(f"round {round_ + 1}/{args.rounds}", file=sys.stderr, flush=True)
-    for process in workers.values():
-        print("quit", file=process.stdin, flush=True)
-        process.wait(120)
+    main_cpu: dict[str, list[float]] = {mode: [] for mode in modes}
+    blocks = max(1, min(args.processes, args.rounds))
+    for block in range(blocks):
+        workers: dict[str, subprocess.Popen[str]] = {}
+        for mode in modes:
+            workers[mode] = subprocess.Popen(
+                [sys.executable, __file__, "--worker", mode, "--accounts", str(args.accounts)],
+                env=environment(mode),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            line = workers[mode].stdout.readline()  # type: ignore[union-attr]
+            if line.strip() != "ready":
+                raise SystemExit(f"the {mode} worker did not start (it said {line!r}); see above")
+        rounds = range(block * args.rounds // blocks, (block + 1) * args.rounds // blocks)
+        for round_ in rounds:
+            order = modes[round_ % len(modes) :] + modes[: round_ % len(modes)]
+            for mode in order:
+                process = workers[mode]
+                print(args.deposits, file=process.stdin, flush=True)
+                slice_ = json.loads(process.stdout.readline())  # type: ignore[union-attr]
+                rates[mode].append(args.deposits / slice_["seconds"])
+                cpu[mode].append(slice_["cpu"] / args.deposits)
+                main_cpu[mode].append(slice_["main"] / args.deposits)
+            print(f"round {round_ + 1}/{args.rounds}", file=sys.stderr, flush=True)
+        for process in workers.values():
+            print("quit", file=process.stdin, flush=True)
+            process.wait(120)
     split_times: dict[tuple[str, str], list[float]] = {
         (mode, kind): [] for mode in SPLIT for kind in ("sampled", "unsampled")
     }
@@ -355,19 +364,21 @@ def main() -> None:
     ratio = {mode: statistics.median(values) for mode, values in ratios.items()}
     print(
         f"\nDeposits through the services on PostgreSQL: {args.rounds} rounds of {args.deposits} "
-        "per mode, interleaved; the median rate, and the median of the rounds' ratios to off "
-        "(lowest-highest)"
+        f"per mode, interleaved, in {blocks} processes per mode one after another; the "
+        "median rate, and the median of the rounds' ratios to off (lowest-highest); CPU "
+        "time per deposit, median, of the whole process and of its command thread"
     )
     cpu_us = {mode: statistics.median(values) * 1e6 for mode, values in cpu.items()}
+    main_us = {mode: statistics.median(values) * 1e6 for mode, values in main_cpu.items()}
     print(
         f"{'tracing':<17} {'deposits/s':>11} {'vs off':>7} {'rounds':>10}  "
-        f"{'CPU us/deposit':>14} {'vs off':>7}"
+        f"{'CPU us/deposit':>14} {'vs off':>7} {'in the command thread':>21}"
     )
     for mode in modes:
         print(
             f"{mode:<17} {rate[mode]:>11,.0f} {ratio[mode]:>6.2f}x {ratios[mode][0]:.2f}-"
             f"{ratios[mode][-1]:.2f}  {cpu_us[mode]:>14,.0f} "
-            f"{cpu_us[mode] / cpu_us['off'] - 1:>+7.1%}"
+            f"{cpu_us[mode] / cpu_us['off'] - 1:>+7.1%} {main_us[mode]:>21,.0f}"
         )
     if args.modes:
         return

@@ -7,7 +7,9 @@ sampling with the OTLP/HTTP exporter sending to a receiver on loopback, 10 %
 0 % (the same with ratio 0: the SDK, the instrumentation and the metrics, nothing sampled,
 which is the floor of any sampling rate).
 4 concurrent clients POST deposits over 50 accounts. Prints deposits/s and p50/p99 per
-mode and the ratio to tracing off (issue 15's target: 10 % sampling costs at most 5 %).
+mode and the ratio to tracing off (issue 15's target: 10 % sampling costs at most 5 %), and
+the gunicorn workers' CPU time per request (median over the rounds, from /proc), which
+moves less from run to run than throughput does.
 
 Run: ``.venv/bin/python bench/telemetry_http_bench.py [--requests N] [--rounds N]``.
 """
@@ -17,7 +19,9 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import statistics
 from http.server import ThreadingHTTPServer
+from pathlib import Path
 from threading import Thread
 
 from api_bench import free_port, request, start_server, teller_and_accounts
@@ -31,6 +35,22 @@ from common import (
 from telemetry_bench import Sink
 
 ACCOUNTS = 50
+
+
+def workers_cpu(master: int) -> float:
+    """CPU seconds used so far by a gunicorn master's workers (from /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for task in Path(f"/proc/{master}/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except FileNotFoundError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
 CLIENTS = 4
 MODES = ("off", "100%", "10%", "0%")
 
@@ -69,6 +89,7 @@ def main() -> None:
         },
     }
     results: dict[str, list[Result]] = {mode: [] for mode in MODES}
+    cpu: dict[str, list[float]] = {mode: [] for mode in MODES}
     statuses: dict[int, int] = {}
     sent = 0
     for _ in range(args.rounds):
@@ -84,7 +105,9 @@ def main() -> None:
 
                 run_commands("warm-up", CLIENTS, [lambda i=i: deposit(i) for i in range(100)])
                 work = [lambda i=i: deposit(i) for i in range(args.requests)]
+                before = workers_cpu(server.pid)
                 results[mode].append(run_commands(mode, CLIENTS, work))
+                cpu[mode].append((workers_cpu(server.pid) - before) / args.requests)
                 sent += 100 + args.requests
             finally:
                 server.send_signal(signal.SIGTERM)
@@ -100,14 +123,19 @@ def main() -> None:
         f"clients, {args.requests} per run, median of {args.rounds} interleaved rounds; "
         f"load average {load[0]:.2f}"
     )
-    header = f"{'tracing':<8} {'deposits/s':>11} {'p50 ms':>7} {'p99 ms':>7} {'vs off':>7}"
+    header = (
+        f"{'tracing':<8} {'deposits/s':>11} {'p50 ms':>7} {'p99 ms':>7} {'vs off':>7} "
+        f"{'workers CPU us/request':>22} {'vs off':>7}"
+    )
     print(header)
     print("-" * len(header))
     off = medians["off"].rate
+    cpu_us = {mode: statistics.median(values) * 1e6 for mode, values in cpu.items()}
     for mode in MODES:
         r = medians[mode]
         print(
-            f"{mode:<8} {r.rate:>11,.0f} {r.pct(50):>7.2f} {r.pct(99):>7.2f} {r.rate / off:>6.2f}x"
+            f"{mode:<8} {r.rate:>11,.0f} {r.pct(50):>7.2f} {r.pct(99):>7.2f} {r.rate / off:>6.2f}x "
+            f"{cpu_us[mode]:>22,.0f} {cpu_us[mode] / cpu_us['off'] - 1:>+7.1%}"
         )
     print(
         f"tracing costs {1 - medians['100%'].rate / off:.1%} at 100% sampling (no target), "
